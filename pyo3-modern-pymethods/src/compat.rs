@@ -1,0 +1,91 @@
+//! What differs between the CPython versions this crate runs on (3.9 to 3.15), kept in
+//! one place so that `driver.rs` and `coroutine.rs` read as plain PEP 492 / PEP 380.
+//!
+//! Today's PyO3 lays out the type object and the async method table exactly as each
+//! CPython version does (its `pyo3-ffi` is compiled per version), so unlike the 0.12
+//! crate this module has no memory-layout repairs to make: it only holds the few
+//! behaviours CPython itself changed between versions, and the C-level checks that
+//! PyO3 has no safe wrapper for.
+
+use std::ffi::CStr;
+
+use pyo3::exceptions::{PyDeprecationWarning, PyStopIteration};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+/// `CO_ITERABLE_COROUTINE`: the code flag `types.coroutine` sets on a generator
+/// function so that its generators may be awaited.
+const CO_ITERABLE_COROUTINE: i64 = 0x100;
+
+/// The C name of `obj`'s type (`tp_name`), which CPython's own messages use: for a
+/// class defined in Python it is the bare class name, for a C or Rust type the dotted one.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    // SAFETY: `obj` is a live object, so its type is live; every type's `tp_name` is a
+    // NUL-terminated string that lives as long as the type.
+    let name = unsafe { CStr::from_ptr((*ffi::Py_TYPE(obj.as_ptr())).tp_name) };
+    name.to_string_lossy().into_owned()
+}
+
+/// The message of the `TypeError` that `await obj` raises for a non-awaitable, worded
+/// as the running interpreter words it.
+pub(crate) fn not_awaitable_message(obj: &Bound<'_, PyAny>) -> String {
+    let name = type_name(obj);
+    if obj.py().version_info() >= (3, 14) {
+        format!("'{name}' object can't be awaited")
+    } else {
+        format!("object {name} can't be used in 'await' expression")
+    }
+}
+
+/// Native coroutines, and generators marked by `types.coroutine`: what `__await__`
+/// must not return (PEP 492), and what `await` accepts without calling `__await__`.
+pub(crate) fn is_coroutine(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // SAFETY: type checks of a live object; they read only its type pointer.
+    let (coro, generator) = unsafe {
+        (
+            ffi::PyCoro_CheckExact(obj.as_ptr()) != 0,
+            ffi::PyGen_Check(obj.as_ptr()) != 0,
+        )
+    };
+    Ok(coro || (generator && is_iterable_coroutine_generator(obj)?))
+}
+
+/// A generator made by a `types.coroutine` generator function.
+pub(crate) fn is_iterable_coroutine_generator(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let flags: i64 = obj.getattr("gi_code")?.getattr("co_flags")?.extract()?;
+    Ok(flags & CO_ITERABLE_COROUTINE != 0)
+}
+
+/// The value a finished iterator returned: `StopIteration.value`.
+pub(crate) fn stop_iteration_value<'py>(py: Python<'py>, err: PyErr) -> PyResult<Bound<'py, PyAny>> {
+    err.value(py).getattr("value")
+}
+
+/// How an iterator step returns `value`: a `StopIteration` carrying it. Passing the
+/// value inside a 1-tuple keeps tuples and exception instances intact as `.value`.
+pub(crate) fn stop_iteration(value: Py<PyAny>) -> PyErr {
+    PyStopIteration::new_err((value,))
+}
+
+/// CPython 3.12 deprecated `throw(type, value, traceback)`; warn as it does.
+pub(crate) fn warn_three_argument_throw(py: Python<'_>) -> PyResult<()> {
+    if py.version_info() >= (3, 12) {
+        PyErr::warn(
+            py,
+            &py.get_type::<PyDeprecationWarning>(),
+            c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+            1,
+        )?;
+    }
+    Ok(())
+}
+
+/// Registers `cls` as a virtual subclass of `collections.abc.Coroutine`, which is what
+/// `asyncio.iscoroutine` (and so `asyncio.run`, `create_task`, `ensure_future` and
+/// `gather`) checks for.
+pub(crate) fn register_coroutine_abc(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let abc = cls.py().import("collections.abc")?.getattr("Coroutine")?;
+    abc.call_method1("register", (cls,))?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+"""One suite, run against each era's module.
+
+Every test that takes the ``era`` fixture runs once per era module. Which eras an
+environment must provide is set by ``PYO3_ASYNC_ERAS`` (tox sets it per environment;
+default: every era this Python supports). An expected module that fails to import is a
+test failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# era name -> (import name, oldest Python it supports)
+ERAS = {
+    "pyproto": ("pyo3_0_12_pyproto", (3, 7)),
+    "pymethods": ("pyo3_modern_pymethods", (3, 9)),
+}
+
+
+def expected_eras() -> list[str]:
+    chosen = os.environ.get("PYO3_ASYNC_ERAS", ",".join(ERAS)).split(",")
+    unknown = set(chosen) - set(ERAS)
+    if unknown:
+        raise pytest.UsageError(f"unknown era(s) in PYO3_ASYNC_ERAS: {sorted(unknown)}")
+    return chosen
+
+
+@pytest.fixture(scope="session", params=list(ERAS))
+def era(request):
+    """The era module under test (skipped only where it cannot or need not run)."""
+    name = request.param
+    module_name, oldest = ERAS[name]
+    if sys.version_info < oldest:
+        pytest.skip(
+            f"{module_name} needs Python {oldest[0]}.{oldest[1]}+ "
+            f"(its PyO3 dropped older versions); this is {sys.version.split()[0]}"
+        )
+    if name not in expected_eras():
+        pytest.skip(f"{module_name} is not selected in this environment (PYO3_ASYNC_ERAS)")
+    return importlib.import_module(module_name)

@@ -1,0 +1,61 @@
+"""Helpers shared by the tests: native reference coroutines and outcome recording."""
+
+from __future__ import annotations
+
+import types
+
+
+@types.coroutine
+def bare_yield(value=None):
+    """Suspend once, handing ``value`` to the runner (``None``: just let others run)."""
+    return (yield value)
+
+
+class _YieldNoneOnce:
+    """An iterator that ignores what is sent and has no ``throw``/``close``: ``yield
+    from`` over it raises a thrown exception in the delegating coroutine's own frame."""
+
+    def __init__(self):
+        self.done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.done:
+            raise StopIteration
+        self.done = True
+
+    def send(self, _value):
+        return self.__next__()
+
+
+class suspend:
+    """``await suspend()`` suspends once with ``None``; what is thrown in lands in the
+    awaiting coroutine itself (not in a generator in between)."""
+
+    def __await__(self):
+        return _YieldNoneOnce()
+
+
+async def native_countdown(n, value):
+    """The native ``async def`` twin of ``countdown(n, value)``."""
+    for _ in range(n):
+        await suspend()
+    return value
+
+
+async def native_ready(value):
+    return value
+
+
+def outcome(action):
+    """Run ``action()`` and describe what happened, comparably across implementations."""
+    try:
+        result = action()
+    except StopIteration as stop:
+        return ("return", stop.value)
+    except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
+        cause = exc.__cause__
+        return ("raise", type(exc), str(exc), type(cause) if cause is not None else None)
+    return ("yield", result)
