@@ -1,0 +1,148 @@
+//! Build script of `pyo3-0-12-pyproto`.
+//!
+//! 1. Refuses to build for a free-threaded (PEP 703, `Py_GIL_DISABLED`) interpreter:
+//!    PyO3 0.12's `ffi` object layout (`ob_refcnt` as the first field, no `ob_tid`,
+//!    no biased reference counts) predates free-threading, so the module would
+//!    corrupt memory from its first `Py_INCREF`. PyO3 0.12's own build script does
+//!    not know about that flag and would happily produce the broken module.
+//! 2. Exports the PyO3 version recorded in `Cargo.lock` as the compile-time environment
+//!    variable `PYO3_0_12_PYPROTO_PYO3_VERSION` (the module's `PYO3_VERSION`).
+//!
+//! The interpreter is found the way PyO3 0.12's build script finds it (`PYO3_PYTHON`,
+//! then `PYTHON_SYS_EXECUTABLE`, then `python` / `python3` on `PATH`); maturin sets
+//! `PYO3_PYTHON` to the interpreter it builds for.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{self, Command};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    for var in [
+        "PYO3_PYTHON",
+        "PYTHON_SYS_EXECUTABLE",
+        "PYO3_CONFIG_FILE",
+        "PATH",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    if let Some(reason) = free_threaded_target() {
+        eprintln!(
+            "error: pyo3-0-12-pyproto cannot be built for a free-threaded Python ({reason}).\n\
+             PyO3 0.12's object layout (PyObject header, reference counting) predates PEP 703 \
+             free-threading (Py_GIL_DISABLED); the extension would corrupt memory. \
+             Build it for a GIL-enabled CPython 3.7-3.13 instead, or use the \
+             pyo3-modern-pymethods crate."
+        );
+        process::exit(1);
+    }
+
+    let version = pyo3_version();
+    if !version.starts_with("0.12.") {
+        eprintln!("error: pyo3-0-12-pyproto expects PyO3 0.12.x, Cargo resolved {version}");
+        process::exit(1);
+    }
+    println!("cargo:rustc-env=PYO3_0_12_PYPROTO_PYO3_VERSION={version}");
+}
+
+/// `Some(reason)` when the target interpreter is a free-threaded build.
+fn free_threaded_target() -> Option<String> {
+    if let Some(config) = env::var_os("PYO3_CONFIG_FILE") {
+        // Newer PyO3 config files (also written by maturin) list the build flags.
+        let text = fs::read_to_string(&config).unwrap_or_default();
+        let flagged = text.lines().any(|line| {
+            line.trim_start().starts_with("build_flags") && line.contains("Py_GIL_DISABLED")
+        });
+        if flagged {
+            return Some(format!(
+                "PYO3_CONFIG_FILE {} has Py_GIL_DISABLED in build_flags",
+                Path::new(&config).display()
+            ));
+        }
+    }
+    let python = interpreter()?;
+    let output = Command::new(&python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED'))",
+        ])
+        .output()
+        .ok()?;
+    // An interpreter that cannot run is PyO3's build script's problem to report.
+    let flag = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && flag == "1").then(|| {
+        format!(
+            "{} reports sysconfig Py_GIL_DISABLED = 1",
+            python.display()
+        )
+    })
+}
+
+fn interpreter() -> Option<PathBuf> {
+    if let Some(exe) = env::var_os("PYO3_PYTHON").or_else(|| env::var_os("PYTHON_SYS_EXECUTABLE")) {
+        return Some(exe.into());
+    }
+    ["python", "python3"]
+        .iter()
+        .find(|bin| {
+            Command::new(bin)
+                .arg("--version")
+                .output()
+                .map(|out| out.stdout.starts_with(b"Python 3") || out.stderr.starts_with(b"Python 3"))
+                .unwrap_or(false)
+        })
+        .map(PathBuf::from)
+}
+
+/// The PyO3 version this crate is linked against, from the nearest `Cargo.lock`;
+/// falls back to the exact (`=x.y.z`) requirement in this crate's `Cargo.toml`.
+fn pyo3_version() -> String {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    for dir in manifest_dir.ancestors() {
+        let lock = dir.join("Cargo.lock");
+        if let Ok(text) = fs::read_to_string(&lock) {
+            println!("cargo:rerun-if-changed={}", lock.display());
+            if let Some(version) = pyo3_version_from_lock(&text) {
+                return version;
+            }
+        }
+    }
+    let manifest = fs::read_to_string(manifest_dir.join("Cargo.toml")).expect("own Cargo.toml");
+    manifest
+        .lines()
+        .find(|line| line.trim_start().starts_with("pyo3 "))
+        .and_then(|line| line.split("version = \"=").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("Cargo.toml pins pyo3 with version = \"=x.y.z\"")
+        .to_owned()
+}
+
+/// Finds this package in the lock file and the pyo3 entry among its dependencies:
+/// `"pyo3 0.12.4"` when the lock holds several pyo3 versions, plain `"pyo3"` when
+/// it holds one (then that package's version).
+fn pyo3_version_from_lock(lock: &str) -> Option<String> {
+    let packages: Vec<&str> = lock.split("[[package]]").skip(1).collect();
+    let field = |block: &str, key: &str| -> Option<String> {
+        block
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .map(|v| v.trim_end_matches('"').to_owned())
+    };
+    let own = env::var("CARGO_PKG_NAME").ok()?;
+    let ours = packages
+        .iter()
+        .find(|b| field(b, "name").as_deref() == Some(own.as_str()))?;
+    let dep = ours
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
+        .find(|l| *l == "pyo3" || l.starts_with("pyo3 "))?;
+    if let Some(version) = dep.strip_prefix("pyo3 ") {
+        return Some(version.split(' ').next()?.to_owned());
+    }
+    packages
+        .iter()
+        .find(|b| field(b, "name").as_deref() == Some("pyo3"))
+        .and_then(|b| field(b, "version"))
+}

@@ -1,0 +1,21 @@
+"""A program type-checked against each era's stubs (the test substitutes the module)."""
+
+import asyncio
+
+import ERA_MODULE as m
+
+assert m.ERA in ("pyproto", "pymethods")
+version: str = m.PYO3_VERSION
+
+
+async def main() -> int:
+    first: int = await m.ready(1)
+    second: str = await m.countdown(2, "two")
+    both = await asyncio.gather(m.ready(3), m.countdown(1, 4))
+    return first + len(second) + sum(both)
+
+
+coro: "m.RustCoroutine[int]" = m.ready(5)
+coro.close()
+total: int = asyncio.run(main())
+driven: object = m.drive(m.countdown(3, None))

@@ -1,0 +1,20 @@
+"""The guide's examples (examples/guide_examples.py) do what the guide says, in every era."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from guide_examples import EXAMPLES  # noqa: E402
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.__name__)
+def test_example(era, example):
+    if example.raises is not None:
+        with pytest.raises(example.raises):
+            example(era)
+    else:
+        assert example(era) == example.returns

@@ -1,0 +1,448 @@
+#!/usr/bin/env bash
+# Make every CPython from 3.7 to 3.15 available to tox on this machine.
+#
+# Usage: tools/pythons.sh [--versions "3.7 3.8 ... 3.15"] [--require]
+#
+# Prints, as its last line on stdout, a directory (the "bin dir") holding one
+# executable python3.X per version found; prepend it to PATH so tox (virtualenv
+# discovery by the python3.X name) finds them:
+#
+#     PATH="$(tools/pythons.sh):$PATH" tox
+#
+# For each version it first uses what the machine already has: pyenv
+# ($(pyenv root), $PYENV_ROOT, ~/.pyenv), uv-managed interpreters
+# (`uv python find`) and the system PATH. Where 3.14 or 3.15 are still missing
+# on a Debian-family machine it builds a private prefix for each under the
+# cache dir from Debian sid's packages: a private apt state (its own sources
+# list, lists, cache and an empty dpkg status; the machine's apt sources,
+# package state and /usr are left alone), `apt-get download`, `dpkg-deb -x`,
+# then patchelf points the interpreter at the prefix's own loader and
+# libraries. ld.so and libc.so.6 get libc6-dbg's symbols merged in
+# (eu-unstrip) so valgrind can run these interpreters.
+#
+# A second run with everything in place downloads nothing (a stamp per prefix).
+# Versions that cannot be found are reported on stderr and left out; with
+# --require the script then exits 1.  Messages go to stderr.
+#
+# Environment: XDG_CACHE_HOME (cache root, default ~/.cache),
+# PYTHONS_DEBIAN_MIRROR (Debian mirror URI; default: the one the machine's own
+# apt sources use, else http://deb.debian.org/debian).
+set -euo pipefail
+
+# Bump to rebuild existing prefixes after a change of the recipe below.
+RECIPE=1
+ALL_VERSIONS="3.7 3.8 3.9 3.10 3.11 3.12 3.13 3.14 3.15"
+# Versions that may be built from Debian sid when nothing else has them.
+DEBIAN_VERSIONS="3.14 3.15"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+COMMON_PKGS="libc6 libgcc-s1 libssl3t64 libffi8 libexpat1 zlib1g libsqlite3-0
+libbz2-1.0 liblzma5 libzstd1 libncursesw6 libtinfo6 libreadline8t64 libuuid1
+libdb5.3t64 libmpdec4 libgdbm6t64 python3-pip-whl python3-setuptools-whl"
+REQUIRED_COMMON="libc6"
+SMOKE_IMPORTS="ssl, sqlite3, ctypes, decimal, lzma, bz2, readline, uuid, zlib, pyexpat, hashlib, venv, ensurepip"
+
+log() { printf 'pythons.sh: %s\n' "$*" >&2; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; }
+
+versions=$ALL_VERSIONS
+require=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --versions) [ $# -ge 2 ] || { usage; exit 2; }; versions=$2; shift 2 ;;
+        --versions=*) versions=${1#--versions=}; shift ;;
+        --require) require=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) log "unknown argument: $1"; usage; exit 2 ;;
+    esac
+done
+versions=${versions//,/ }
+for v in $versions; do
+    [[ $v =~ ^3\.[0-9]+$ ]] || { log "not a version: $v (want 3.X)"; exit 2; }
+done
+
+start_ns=$(date +%s%N)
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pyo3-async-guide"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.lock"
+    flock 9
+fi
+
+# PATH for discovery: without the bin dir (we must not find our own links)
+# and without pyenv shims (which resolve differently per directory).
+search_path=
+IFS=: read -r -a path_dirs <<<"${PATH:-}"
+for d in "${path_dirs[@]}"; do
+    case $d in
+        ''|"$BIN"|"$BIN/"|*/shims|*/shims/) ;;
+        *) search_path=${search_path:+$search_path:}$d ;;
+    esac
+done
+
+# check_py EXE X.Y: EXE runs and is CPython X.Y.
+check_py() {
+    local out
+    [ -x "$1" ] || return 1
+    out=$("$1" -c 'import sys, platform
+print("%d.%d" % sys.version_info[:2], platform.python_implementation())' 2>/dev/null) || return 1
+    [ "$out" = "$2 CPython" ]
+}
+
+usable_candidate() {  # not one of ours, not a shim
+    case $1 in
+        "$BIN"/*|*/shims/*) return 1 ;;
+    esac
+    check_py "$1" "$2"
+}
+
+pyenv_roots=()
+if command -v pyenv >/dev/null 2>&1; then
+    r=$(pyenv root 2>/dev/null) && [ -n "$r" ] && pyenv_roots+=("$r")
+fi
+for r in "${PYENV_ROOT:-}" "$HOME/.pyenv"; do
+    if [ -z "$r" ] || [ ! -d "$r" ]; then continue; fi
+    case " ${pyenv_roots[*]} " in *" $r "*) ;; *) pyenv_roots+=("$r") ;; esac
+done
+
+find_pyenv() {
+    local v=$1 root d name
+    for root in "${pyenv_roots[@]}"; do
+        for d in "$root"/versions/"$v".*; do
+            name=${d##*/}
+            case $name in *t) continue ;; esac  # free-threaded builds
+            [ -d "$d" ] && printf '%s\n' "$d"
+        done
+    done | sort -V -r | while read -r d; do
+        if check_py "$d/bin/python$v" "$v"; then
+            printf '%s\n' "$d/bin/python$v"
+            break
+        fi
+    done
+}
+
+uv_bin=$(command -v uv 2>/dev/null || true)
+find_uv() {
+    local v=$1 p
+    [ -n "$uv_bin" ] || return 0
+    p=$(PATH="$search_path" UV_PYTHON_DOWNLOADS=never "$uv_bin" python find --system "$v" 2>/dev/null) || return 0
+    if [ -n "$p" ] && usable_candidate "$p" "$v"; then printf '%s\n' "$p"; fi
+}
+
+find_system() {
+    local v=$1 d
+    local -a dirs
+    IFS=: read -r -a dirs <<<"$search_path"
+    for d in "${dirs[@]}"; do
+        if usable_candidate "$d/python$v" "$v"; then
+            printf '%s\n' "$d/python$v"
+            return 0
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------
+# The Debian sid route.
+APTDIR="$CACHE/apt"
+DEBS="$CACHE/debs"
+debian_state=unknown   # unknown | ready | failed
+debian_reason=
+downloaded_bytes=0
+apt_opts=()
+
+apt_get() { apt-get "${apt_opts[@]}" "$@"; }
+apt_cache() { apt-cache "${apt_opts[@]}" "$@"; }
+
+# The base URI of the Debian archive that the machine's own apt sources use.
+debian_mirror() {
+    local f uri
+    if [ -n "${PYTHONS_DEBIAN_MIRROR:-}" ]; then
+        printf '%s\n' "$PYTHONS_DEBIAN_MIRROR"
+        return
+    fi
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        case $f in
+            *.sources) awk '/^[ \t]*URIs:/ { for (i = 2; i <= NF; i++) print $i }' "$f" ;;
+            *) awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; break } }' "$f" ;;
+        esac
+    done | while read -r uri; do
+        case ${uri%/} in
+            */debian) printf '%s\n' "${uri%/}"; break ;;
+        esac
+    done | { read -r uri || uri=http://deb.debian.org/debian; printf '%s\n' "$uri"; }
+}
+
+# Install a tool with the system's apt-get if it is missing (root only).
+ensure_tool() {
+    local tool=$1 pkg=$2
+    command -v "$tool" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" != 0 ]; then
+        log "$tool is missing and we are not root to apt-get install $pkg"
+        return 1
+    fi
+    log "installing $pkg (for $tool) with the system's apt-get"
+    if [ -z "${system_apt_updated:-}" ]; then
+        apt-get update -qq >&2 || return 1
+        system_apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 || return 1
+    command -v "$tool" >/dev/null 2>&1
+}
+
+debian_prepare() {
+    [ "$debian_state" = unknown ] || { [ "$debian_state" = ready ]; return; }
+    debian_state=failed
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1 \
+        || ! command -v dpkg >/dev/null 2>&1; then
+        debian_reason="not a Debian-family machine (no apt-get/dpkg-deb)"
+        return 1
+    fi
+    if [ ! -r "$KEYRING" ]; then
+        debian_reason="no Debian archive keyring at $KEYRING (package debian-archive-keyring)"
+        return 1
+    fi
+    if ! ensure_tool patchelf patchelf; then
+        debian_reason="patchelf is missing and could not be installed"
+        return 1
+    fi
+    ensure_tool eu-unstrip elfutils \
+        || log "warning: no eu-unstrip (elfutils): valgrind will not run the sid pythons"
+
+    local arch mirror t
+    arch=$(dpkg --print-architecture)
+    mirror=$(debian_mirror)
+    mkdir -p "$APTDIR/state/lists/partial" "$APTDIR/cache/archives/partial" "$DEBS"
+    : >"$APTDIR/state/status"
+    printf 'deb [arch=%s signed-by=%s] %s sid main\n' "$arch" "$KEYRING" "$mirror" >"$APTDIR/sources.list"
+    apt_opts=(
+        -o "Dir::Etc::SourceList=$APTDIR/sources.list"
+        -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::Etc::Preferences=/dev/null
+        -o Dir::Etc::PreferencesParts=/dev/null
+        -o "Dir::State=$APTDIR/state"
+        -o "Dir::State::status=$APTDIR/state/status"
+        -o "Dir::Cache=$APTDIR/cache"
+        -o Acquire::Check-Valid-Until=false
+        -o Acquire::Languages=none
+    )
+    [ "$(id -u)" != 0 ] || apt_opts+=(-o APT::Sandbox::User=root)
+    # Only the Packages index: no translations, DEP-11 metadata, Contents.
+    for t in $(apt-config dump | sed -n 's/^Acquire::IndexTargets::deb::\([^:" ]*\) "";$/\1/p'); do
+        [ "$t" = Packages ] || apt_opts+=(-o "Acquire::IndexTargets::deb::$t::DefaultEnabled=false")
+    done
+    log "updating a private apt state for Debian sid from $mirror"
+    if ! apt_get -q update --error-on=any >"$APTDIR/update.log" 2>&1; then
+        sed 's/^/  /' "$APTDIR/update.log" >&2
+        debian_reason="apt-get update of Debian sid from $mirror failed (see above)"
+        return 1
+    fi
+    debian_state=ready
+}
+
+# resolve_pkg NAME: the package that really exists in sid for NAME (the name
+# itself, its t64 twin, or the first provider of a virtual package).
+resolve_pkg() {
+    local n=$1 c out
+    for c in "$n" "${n}t64" "${n%t64}"; do
+        out=$(apt_cache show --no-all-versions "$c" 2>/dev/null) || continue
+        case $out in *Package:*) printf '%s\n' "$c"; return 0 ;; esac
+    done
+    c=$(apt_cache showpkg "$n" 2>/dev/null | awk '/^Reverse Provides:/ { f = 1; next } f && NF { print $1; exit }') || true
+    [ -n "$c" ] && printf '%s\n' "$c"
+}
+
+# fetch_debs PKG...: download the sid candidates into $DEBS (unless already
+# there) and print the path of each .deb.
+fetch_debs() {
+    local pkg ver arch file size
+    local -a want=() files=()
+    while read -r pkg ver arch size; do
+        file="$DEBS/${pkg}_${ver//:/%3a}_${arch}.deb"
+        files+=("$file")
+        if [ ! -s "$file" ]; then
+            want+=("$pkg=$ver")
+            downloaded_bytes=$((downloaded_bytes + size))
+        fi
+    done < <(apt_cache show --no-all-versions "$@" | awk '
+        /^Package:/ { p = $2 } /^Version:/ { v = $2 } /^Architecture:/ { a = $2 }
+        /^Size:/ { s = $2 } /^$/ { if (p != "") print p, v, a, s; p = "" }
+        END { if (p != "") print p, v, a, s }')
+    if [ ${#want[@]} -gt 0 ]; then
+        log "downloading ${#want[@]} packages"
+        (cd "$DEBS" && apt_get -q download "${want[@]}" >&2) || return 1
+    fi
+    for file in "${files[@]}"; do
+        [ -s "$file" ] || { log "missing after download: $file"; return 1; }
+        printf '%s\n' "$file"
+    done
+}
+
+# Merge libc6-dbg's symbols into the prefix's ld.so and libc.so.6.
+unstrip_libc() {
+    local prefix=$1 dbgdeb=$2 tmp f id dbg
+    command -v eu-unstrip >/dev/null 2>&1 || return 0
+    tmp=$(mktemp -d "$CACHE/dbg.XXXXXX")
+    dpkg-deb -x "$dbgdeb" "$tmp"
+    for f in "$prefix"/usr/lib/*/ld-linux*.so.* "$prefix"/usr/lib/*/libc.so.6 \
+        "$prefix"/lib/*/ld-linux*.so.* "$prefix"/lib/*/libc.so.6; do
+        if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
+        id=$(eu-readelf -n "$f" | awk '/Build ID:/ { print $NF; exit }')
+        dbg="$tmp/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug"
+        if [ -n "$id" ] && [ -f "$dbg" ] && eu-unstrip -o "$f.unstripped" "$f" "$dbg"; then
+            chmod 755 "$f.unstripped"
+            mv -f "$f.unstripped" "$f"
+        else
+            log "warning: could not merge debug symbols into ${f#"$prefix"/} (valgrind may refuse it)"
+            rm -f "$f.unstripped"
+        fi
+    done
+    rm -rf "$tmp"
+}
+
+# build_prefix X.Y: build $CACHE/debian/pythonX.Y; print its interpreter.
+build_prefix() {
+    local v=$1 prefix="$CACHE/debian/python$1" p r exe interp loader d triplet
+    local -a pkgs=() debs=() rpath=()
+    debian_prepare || return 1
+    for p in $COMMON_PKGS "python$v" "python$v-minimal" "libpython$v-minimal" "libpython$v-stdlib" \
+        "libpython$v" "python$v-dev" "libpython$v-dev" "python$v-venv"; do
+        r=$(resolve_pkg "$p") || true
+        if [ -n "$r" ]; then
+            [ "$r" = "$p" ] || log "using $r for $p"
+            pkgs+=("$r")
+        else
+            case " $REQUIRED_COMMON python$v python$v-minimal libpython$v-minimal libpython$v-stdlib " in
+                *" $p "*) debian_reason="Debian sid has no package $p"; return 1 ;;
+            esac
+            log "warning: Debian sid has no package $p; going on without it"
+        fi
+    done
+    r=$(resolve_pkg libc6-dbg) || true
+    [ -z "$r" ] || pkgs+=("$r")
+    mapfile -t debs < <(fetch_debs "${pkgs[@]}") || true
+    if [ ${#debs[@]} -ne ${#pkgs[@]} ]; then
+        debian_reason="downloading from Debian sid failed"
+        return 1
+    fi
+
+    log "building $prefix"
+    rm -rf "$prefix"
+    mkdir -p "$prefix"
+    for d in "${debs[@]}"; do
+        case ${d##*/} in libc6-dbg_*) continue ;; esac
+        dpkg-deb -x "$d" "$prefix"
+    done
+    # Absolute symlinks (e.g. sitecustomize.py -> /etc/...) point into the prefix.
+    while IFS= read -r -d '' p; do
+        ln -sfn "$prefix$(readlink "$p")" "$p"
+    done < <(find "$prefix" -type l -lname '/*' -print0)
+
+    exe="$prefix/usr/bin/python$v"
+    [ -f "$exe" ] || { debian_reason="no usr/bin/python$v in the packages"; return 1; }
+    interp=$(patchelf --print-interpreter "$exe")
+    loader=$(readlink -f "$prefix$interp" 2>/dev/null || true)
+    if [ ! -f "$loader" ]; then
+        loader=$(find "$prefix" -type f -name "${interp##*/}" -print -quit)
+    fi
+    case $loader in
+        "$prefix"/*) ;;
+        *) debian_reason="no dynamic loader ${interp##*/} in the prefix"; return 1 ;;
+    esac
+    triplet=$(basename "$(dirname "$(find "$prefix" -name libc.so.6 -print -quit)")")
+    for d in "usr/lib/$triplet" "lib/$triplet" usr/lib64 lib64 usr/lib lib; do
+        if compgen -G "$prefix/$d/lib*.so*" >/dev/null; then rpath+=("$prefix/$d"); fi
+    done
+    for p in "$prefix"/usr/bin/*; do
+        if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
+        patchelf --print-interpreter "$p" >/dev/null 2>&1 || continue  # not a dynamic ELF
+        patchelf --set-interpreter "$loader" --force-rpath \
+            --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$p"
+    done
+    # pyconfig.h dispatches to <TRIPLET/pythonX.Y/pyconfig.h>: make it relative.
+    if [ -f "$prefix/usr/include/python$v/pyconfig.h" ]; then
+        sed -i 's|^\(#[ \t]*include[ \t]*\)<\([^>]*/python[0-9.]*/pyconfig\.h\)>|\1"../\2"|' \
+            "$prefix/usr/include/python$v/pyconfig.h"
+    fi
+    # ensurepip's wheels and the C headers live in the prefix, not in /usr.
+    "$exe" - "$prefix" <<'EOF'
+import glob, os, re, sys
+prefix = sys.argv[1]
+for f in glob.glob(os.path.join(prefix, "usr/lib/python3*/_sysconfigdata_*.py")):
+    with open(f) as fh:
+        s = fh.read()
+    for key in ("WHEEL_PKG_DIR", "INCLUDEPY", "CONFINCLUDEPY"):
+        s = re.sub(r"('%s': )'(/[^']*)'" % key, lambda m: m.group(1) + repr(prefix + m.group(2)), s)
+    with open(f, "w") as fh:
+        fh.write(s)
+EOF
+    case ${r:-} in
+        '') log "warning: no libc6-dbg in sid: valgrind will not run python$v" ;;
+        *) unstrip_libc "$prefix" "${debs[${#debs[@]}-1]}" ;;
+    esac
+    "$exe" -m compileall -q -j0 "$prefix/usr/lib/python$v" >/dev/null 2>&1 || true
+    if ! "$exe" -c "import $SMOKE_IMPORTS" >&2; then
+        debian_reason="the sid python$v in $prefix fails to import its standard modules"
+        return 1
+    fi
+    printf 'recipe=%s\nversion=%s\n' "$RECIPE" "$("$exe" -c 'import sys; print(sys.version.split()[0])')" \
+        >"$prefix/.pythons-stamp"
+    printf '%s\n' "$exe"
+}
+
+# prefix_python X.Y: the ready prefix interpreter (stamp in place) or nothing.
+prefix_python() {
+    local prefix="$CACHE/debian/python$1"
+    if grep -qx "recipe=$RECIPE" "$prefix/.pythons-stamp" 2>/dev/null \
+        && check_py "$prefix/usr/bin/python$1" "$1"; then
+        printf '%s\n' "$prefix/usr/bin/python$1"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+missing=()
+found=0
+for v in $versions; do
+    exe='' src=''
+    exe=$(find_pyenv "$v") && [ -n "$exe" ] && src=pyenv
+    [ -n "$src" ] || { exe=$(find_uv "$v") && [ -n "$exe" ] && src=uv; } || true
+    [ -n "$src" ] || { exe=$(find_system "$v") && [ -n "$exe" ] && src=system; } || true
+    if [ -z "$src" ]; then
+        case " $DEBIAN_VERSIONS " in
+            *" $v "*)
+                exe=$(prefix_python "$v")
+                if [ -n "$exe" ]; then
+                    src="debian sid prefix"
+                elif exe=$(build_prefix "$v") && [ -n "$exe" ]; then
+                    src="debian sid prefix (built now)"
+                else
+                    log "python$v from Debian sid: ${debian_reason:-failed}"
+                    exe=
+                fi
+                ;;
+        esac
+    fi
+    if [ -n "$src" ] && [ -n "$exe" ]; then
+        ln -sfn "$exe" "$BIN/python$v"
+        found=$((found + 1))
+        log "python$v: $src: $exe"
+    else
+        [ ! -L "$BIN/python$v" ] || rm -f "$BIN/python$v"
+        missing+=("$v")
+    fi
+done
+
+elapsed_ms=$((($(date +%s%N) - start_ns) / 1000000))
+if [ "$downloaded_bytes" -gt 0 ]; then
+    log "downloaded $((downloaded_bytes / 1024 / 1024)) MiB of Debian packages"
+fi
+log "$found python(s) in $BIN ($((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000)))s)"
+status=0
+if [ ${#missing[@]} -gt 0 ]; then
+    log "MISSING: $(printf 'python%s ' "${missing[@]}")"
+    log "tried: pyenv (${pyenv_roots[*]:-no pyenv root}), uv (${uv_bin:-not installed}), the system PATH${DEBIAN_VERSIONS:+, and for $DEBIAN_VERSIONS a Debian sid prefix${debian_reason:+ ($debian_reason)}}"
+    [ "$require" = 0 ] || status=1
+fi
+printf '%s\n' "$BIN"
+exit "$status"
