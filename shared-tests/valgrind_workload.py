@@ -1,0 +1,35 @@
+"""What the valgrind tests run: every awaitable path of an era module, in a fresh process.
+
+Usage: python valgrind_workload.py MODULE_NAME
+"""
+
+import asyncio
+import importlib
+import sys
+
+m = importlib.import_module(sys.argv[1])
+
+
+async def native(value):
+    await asyncio.sleep(0)
+    return value
+
+
+async def main():
+    total = await m.ready(1) + await m.countdown(3, 2)
+    total += sum(await asyncio.gather(*(m.countdown(i % 3, 1) for i in range(50))))
+    total += await asyncio.create_task(m.countdown(2, 3))
+    return total
+
+
+assert asyncio.run(main()) == 56
+assert m.drive(native(4)) == 4
+assert m.drive(m.countdown(5, 5)) == 5
+coro = m.countdown(2, None)
+coro.send(None)
+try:
+    coro.throw(ValueError("x"))
+except ValueError:
+    pass
+coro.close()
+print("workload ok")
