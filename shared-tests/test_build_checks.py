@@ -1,0 +1,68 @@
+"""Compile-time checks: clippy for both crates, and free-threaded CPython (PEP 703).
+
+No free-threaded interpreter can be installed here, so these tests compile for one: a
+``PYO3_CONFIG_FILE`` describing CPython 3.14t (``build_flags=Py_GIL_DISABLED``). The
+modern crate must compile for it (its module declares ``gil_used = false``); the 0.12
+crate must refuse, saying why. They run cargo, so only the ``build-checks`` tox
+environment enables them (``PYO3_ASYNC_BUILD_CHECKS=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "tools" / "free-threaded" / "pyo3-config-3.14t.txt"
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("PYO3_ASYNC_BUILD_CHECKS") != "1",
+    reason="build checks run in the build-checks tox environment",
+)
+
+
+def cargo_build(package: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYO3_CONFIG_FILE": str(CONFIG),
+        "PYO3_BUILD_EXTENSION_MODULE": "1",
+        "CARGO_TARGET_DIR": str(ROOT / "target" / "free-threaded"),
+    }
+    return subprocess.run(
+        ["cargo", "build", "--release", "--package", package],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+
+
+def test_modern_compiles_for_free_threaded_314():
+    proc = cargo_build("pyo3-modern-pymethods")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "Py_GIL_DISABLED" in CONFIG.read_text()
+
+
+def test_modern_declares_free_threading_support():
+    lib = (ROOT / "pyo3-modern-pymethods" / "src" / "lib.rs").read_text()
+    assert "#[pymodule(gil_used = false)]" in lib
+
+
+def test_pyo3_0_12_refuses_free_threaded():
+    proc = cargo_build("pyo3-0-12-pyproto")
+    assert proc.returncode != 0
+    assert "free-threaded" in proc.stderr
+    assert "PEP 703" in proc.stderr
+
+
+@pytest.mark.parametrize("package", ["pyo3-0-12-pyproto", "pyo3-modern-pymethods"])
+def test_clippy_clean(package):
+    """No clippy warnings; each crate enables `undocumented_unsafe_blocks` in its lints."""
+    env = {**os.environ, "PYO3_PYTHON": sys.executable,
+           "CARGO_TARGET_DIR": str(ROOT / "target" / "clippy")}
+    proc = subprocess.run(
+        ["cargo", "clippy", "--release", "--package", package, "--", "-D", "warnings"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
