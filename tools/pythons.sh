@@ -30,7 +30,7 @@
 set -euo pipefail
 
 # Bump to rebuild existing prefixes after a change of the recipe below.
-RECIPE=1
+RECIPE=2
 ALL_VERSIONS="3.7 3.8 3.9 3.10 3.11 3.12 3.13 3.14 3.15"
 # Versions that may be built from Debian sid when nothing else has them.
 DEBIAN_VERSIONS="3.14 3.15"
@@ -112,7 +112,7 @@ find_pyenv() {
         for d in "$root"/versions/"$v".*; do
             name=${d##*/}
             case $name in *t) continue ;; esac  # free-threaded builds
-            [ -d "$d" ] && printf '%s\n' "$d"
+            if [ -d "$d" ]; then printf '%s\n' "$d"; fi
         done
     done | sort -V -r | while read -r d; do
         if check_py "$d/bin/python$v" "$v"; then
@@ -183,11 +183,14 @@ ensure_tool() {
         return 1
     fi
     log "installing $pkg (for $tool) with the system's apt-get"
-    if [ -z "${system_apt_updated:-}" ]; then
-        apt-get update -qq >&2 || return 1
+    mkdir -p "$CACHE"
+    if { [ -n "${system_apt_updated:-}" ] || apt-get update -qq; } >"$CACHE/apt-install.log" 2>&1 \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >>"$CACHE/apt-install.log" 2>&1; then
         system_apt_updated=1
+    else
+        sed 's/^/  /' "$CACHE/apt-install.log" >&2
+        return 1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 || return 1
     command -v "$tool" >/dev/null 2>&1
 }
 
@@ -224,6 +227,8 @@ debian_prepare() {
         -o "Dir::State=$APTDIR/state"
         -o "Dir::State::status=$APTDIR/state/status"
         -o "Dir::Cache=$APTDIR/cache"
+        -o Dir::Cache::pkgcache=pkgcache.bin
+        -o Dir::Cache::srcpkgcache=srcpkgcache.bin
         -o Acquire::Check-Valid-Until=false
         -o Acquire::Languages=none
     )
@@ -254,35 +259,42 @@ resolve_pkg() {
 }
 
 # fetch_debs PKG...: download the sid candidates into $DEBS (unless already
-# there) and print the path of each .deb.
+# there) and set fetched to the path of each .deb.
+fetched=()
 fetch_debs() {
-    local pkg ver arch file size
-    local -a want=() files=()
+    local pkg ver arch file old size new_bytes=0
+    local -a want=()
+    fetched=()
     while read -r pkg ver arch size; do
         file="$DEBS/${pkg}_${ver//:/%3a}_${arch}.deb"
-        files+=("$file")
+        fetched+=("$file")
         if [ ! -s "$file" ]; then
             want+=("$pkg=$ver")
-            downloaded_bytes=$((downloaded_bytes + size))
+            new_bytes=$((new_bytes + size))
         fi
     done < <(apt_cache show --no-all-versions "$@" | awk '
         /^Package:/ { p = $2 } /^Version:/ { v = $2 } /^Architecture:/ { a = $2 }
         /^Size:/ { s = $2 } /^$/ { if (p != "") print p, v, a, s; p = "" }
         END { if (p != "") print p, v, a, s }')
     if [ ${#want[@]} -gt 0 ]; then
-        log "downloading ${#want[@]} packages"
-        (cd "$DEBS" && apt_get -q download "${want[@]}" >&2) || return 1
+        log "downloading ${#want[@]} packages ($((new_bytes / 1024)) KiB)"
+        (cd "$DEBS" && apt_get -qq download "${want[@]}" >&2) || return 1
+        downloaded_bytes=$((downloaded_bytes + new_bytes))
     fi
-    for file in "${files[@]}"; do
+    for file in "${fetched[@]}"; do
         [ -s "$file" ] || { log "missing after download: $file"; return 1; }
-        printf '%s\n' "$file"
+        # Drop older versions of the same package.
+        old=${file##*/}
+        for old in "$DEBS/${old%%_*}"_*.deb; do
+            [ "$old" = "$file" ] || rm -f "$old"
+        done
     done
 }
 
 # Merge libc6-dbg's symbols into the prefix's ld.so and libc.so.6.
 unstrip_libc() {
     local prefix=$1 dbgdeb=$2 tmp f id dbg
-    command -v eu-unstrip >/dev/null 2>&1 || return 0
+    command -v eu-unstrip >/dev/null 2>&1 && command -v eu-readelf >/dev/null 2>&1 || return 0
     tmp=$(mktemp -d "$CACHE/dbg.XXXXXX")
     dpkg-deb -x "$dbgdeb" "$tmp"
     for f in "$prefix"/usr/lib/*/ld-linux*.so.* "$prefix"/usr/lib/*/libc.so.6 \
@@ -301,10 +313,12 @@ unstrip_libc() {
     rm -rf "$tmp"
 }
 
-# build_prefix X.Y: build $CACHE/debian/pythonX.Y; print its interpreter.
+# build_prefix X.Y: build $CACHE/debian/pythonX.Y and set built_exe to its
+# interpreter. Runs in an `if` (set -e is off there): check every step.
+built_exe=
 build_prefix() {
     local v=$1 prefix="$CACHE/debian/python$1" p r exe interp loader d triplet
-    local -a pkgs=() debs=() rpath=()
+    local -a pkgs=() rpath=()
     debian_prepare || return 1
     for p in $COMMON_PKGS "python$v" "python$v-minimal" "libpython$v-minimal" "libpython$v-stdlib" \
         "libpython$v" "python$v-dev" "libpython$v-dev" "python$v-venv"; do
@@ -321,8 +335,8 @@ build_prefix() {
     done
     r=$(resolve_pkg libc6-dbg) || true
     [ -z "$r" ] || pkgs+=("$r")
-    mapfile -t debs < <(fetch_debs "${pkgs[@]}") || true
-    if [ ${#debs[@]} -ne ${#pkgs[@]} ]; then
+    built_exe=
+    if ! fetch_debs "${pkgs[@]}" || [ ${#fetched[@]} -ne ${#pkgs[@]} ]; then
         debian_reason="downloading from Debian sid failed"
         return 1
     fi
@@ -330,9 +344,9 @@ build_prefix() {
     log "building $prefix"
     rm -rf "$prefix"
     mkdir -p "$prefix"
-    for d in "${debs[@]}"; do
+    for d in "${fetched[@]}"; do
         case ${d##*/} in libc6-dbg_*) continue ;; esac
-        dpkg-deb -x "$d" "$prefix"
+        dpkg-deb -x "$d" "$prefix" || { debian_reason="dpkg-deb -x ${d##*/} failed"; return 1; }
     done
     # Absolute symlinks (e.g. sitecustomize.py -> /etc/...) point into the prefix.
     while IFS= read -r -d '' p; do
@@ -358,7 +372,8 @@ build_prefix() {
         if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
         patchelf --print-interpreter "$p" >/dev/null 2>&1 || continue  # not a dynamic ELF
         patchelf --set-interpreter "$loader" --force-rpath \
-            --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$p"
+            --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$p" \
+            || { debian_reason="patchelf failed on ${p#"$prefix"/}"; return 1; }
     done
     # pyconfig.h dispatches to <TRIPLET/pythonX.Y/pyconfig.h>: make it relative.
     if [ -f "$prefix/usr/include/python$v/pyconfig.h" ]; then
@@ -366,29 +381,38 @@ build_prefix() {
             "$prefix/usr/include/python$v/pyconfig.h"
     fi
     # ensurepip's wheels and the C headers live in the prefix, not in /usr.
-    "$exe" - "$prefix" <<'EOF'
+    "$exe" - "$prefix" <<'EOF' || { debian_reason="patching _sysconfigdata failed"; return 1; }
 import glob, os, re, sys
 prefix = sys.argv[1]
-for f in glob.glob(os.path.join(prefix, "usr/lib/python3*/_sysconfigdata_*.py")):
+files = glob.glob(os.path.join(prefix, "usr/lib/python3*/_sysconfigdata_*.py"))
+for f in sorted({os.path.realpath(f) for f in files}):
     with open(f) as fh:
         s = fh.read()
     for key in ("WHEEL_PKG_DIR", "INCLUDEPY", "CONFINCLUDEPY"):
-        s = re.sub(r"('%s': )'(/[^']*)'" % key, lambda m: m.group(1) + repr(prefix + m.group(2)), s)
+        s = re.sub(r"('%s': )'(/[^']*)'" % key,
+                   lambda m: m.group(1) + repr(m.group(2) if m.group(2).startswith(prefix + "/")
+                                               else prefix + m.group(2)), s)
     with open(f, "w") as fh:
         fh.write(s)
 EOF
-    case ${r:-} in
-        '') log "warning: no libc6-dbg in sid: valgrind will not run python$v" ;;
-        *) unstrip_libc "$prefix" "${debs[${#debs[@]}-1]}" ;;
-    esac
+    r=
+    for d in "${fetched[@]}"; do
+        case ${d##*/} in libc6-dbg_*) r=$d ;; esac
+    done
+    if [ -n "$r" ]; then
+        unstrip_libc "$prefix" "$r"
+    else
+        log "warning: no libc6-dbg in sid: valgrind will not run python$v"
+    fi
     "$exe" -m compileall -q -j0 "$prefix/usr/lib/python$v" >/dev/null 2>&1 || true
-    if ! "$exe" -c "import $SMOKE_IMPORTS" >&2; then
+    if ! "$exe" -c "import $SMOKE_IMPORTS, glob, sysconfig
+assert glob.glob(sysconfig.get_config_var('WHEEL_PKG_DIR') + '/pip-*.whl'), 'no pip wheel for ensurepip'" >&2; then
         debian_reason="the sid python$v in $prefix fails to import its standard modules"
         return 1
     fi
     printf 'recipe=%s\nversion=%s\n' "$RECIPE" "$("$exe" -c 'import sys; print(sys.version.split()[0])')" \
-        >"$prefix/.pythons-stamp"
-    printf '%s\n' "$exe"
+        >"$prefix/.pythons-stamp" || return 1
+    built_exe=$exe
 }
 
 # prefix_python X.Y: the ready prefix interpreter (stamp in place) or nothing.
@@ -403,6 +427,7 @@ prefix_python() {
 # ---------------------------------------------------------------------------
 missing=()
 found=0
+debian_tried=0
 for v in $versions; do
     exe='' src=''
     exe=$(find_pyenv "$v") && [ -n "$exe" ] && src=pyenv
@@ -411,10 +436,12 @@ for v in $versions; do
     if [ -z "$src" ]; then
         case " $DEBIAN_VERSIONS " in
             *" $v "*)
+                debian_tried=1
                 exe=$(prefix_python "$v")
                 if [ -n "$exe" ]; then
                     src="debian sid prefix"
-                elif exe=$(build_prefix "$v") && [ -n "$exe" ]; then
+                elif build_prefix "$v"; then
+                    exe=$built_exe
                     src="debian sid prefix (built now)"
                 else
                     log "python$v from Debian sid: ${debian_reason:-failed}"
@@ -433,6 +460,8 @@ for v in $versions; do
     fi
 done
 
+# apt's binary caches are big and rebuilt from the lists on the next update.
+[ "$debian_state" = unknown ] || rm -f "$APTDIR"/cache/*.bin
 elapsed_ms=$((($(date +%s%N) - start_ns) / 1000000))
 if [ "$downloaded_bytes" -gt 0 ]; then
     log "downloaded $((downloaded_bytes / 1024 / 1024)) MiB of Debian packages"
@@ -440,8 +469,12 @@ fi
 log "$found python(s) in $BIN ($((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000)))s)"
 status=0
 if [ ${#missing[@]} -gt 0 ]; then
-    log "MISSING: $(printf 'python%s ' "${missing[@]}")"
-    log "tried: pyenv (${pyenv_roots[*]:-no pyenv root}), uv (${uv_bin:-not installed}), the system PATH${DEBIAN_VERSIONS:+, and for $DEBIAN_VERSIONS a Debian sid prefix${debian_reason:+ ($debian_reason)}}"
+    log "MISSING: ${missing[*]/#/python}"
+    tried="pyenv (${pyenv_roots[*]:-no pyenv root}), uv (${uv_bin:-not installed}), the system PATH"
+    if [ "$debian_tried" = 1 ]; then
+        tried="$tried, and a Debian sid prefix for $DEBIAN_VERSIONS${debian_reason:+: $debian_reason}"
+    fi
+    log "tried: $tried"
     [ "$require" = 0 ] || status=1
 fi
 printf '%s\n' "$BIN"
