@@ -38,6 +38,39 @@ pub(crate) fn not_awaitable_message(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
+/// A type's fully qualified name as CPython 3.13+ formats it in messages (`%T`):
+/// `module.qualname`, with the module left out for `builtins` and `__main__`.
+fn qualified_type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let ty = obj.get_type();
+    let module: String = ty.getattr("__module__")?.extract()?;
+    let qualname: String = ty.getattr("__qualname__")?.extract()?;
+    Ok(match module.as_str() {
+        "builtins" | "__main__" => qualname,
+        _ => format!("{module}.{qualname}"),
+    })
+}
+
+/// The `TypeError` message for an `__await__` that returned `result`, which is not an
+/// iterator (`coroutine` says whether it is a coroutine instead), worded as the running
+/// interpreter words it.
+pub(crate) fn bad_await_result_message(
+    awaitable: &Bound<'_, PyAny>,
+    result: &Bound<'_, PyAny>,
+    coroutine: bool,
+) -> PyResult<String> {
+    Ok(if awaitable.py().version_info() >= (3, 15) {
+        format!(
+            "{}.__await__() must return an iterator, not {}",
+            qualified_type_name(awaitable)?,
+            qualified_type_name(result)?
+        )
+    } else if coroutine {
+        "__await__() returned a coroutine".to_owned()
+    } else {
+        format!("__await__() returned non-iterator of type '{}'", type_name(result))
+    })
+}
+
 /// Native coroutines, and generators marked by `types.coroutine`: what `__await__`
 /// must not return (PEP 492), and what `await` accepts without calling `__await__`.
 pub(crate) fn is_coroutine(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -79,6 +112,13 @@ pub(crate) fn warn_three_argument_throw(py: Python<'_>) -> PyResult<()> {
         )?;
     }
     Ok(())
+}
+
+/// Whether a `StopIteration` thrown into a coroutine that has not started yet becomes
+/// `RuntimeError` (PEP 479). Up to 3.11 it does; from 3.12 the exception is raised before
+/// the frame reaches the code that converts it, and leaves unchanged.
+pub(crate) fn unstarted_throw_converts_stop_iteration(py: Python<'_>) -> bool {
+    py.version_info() < (3, 12)
 }
 
 /// Registers `cls` as a virtual subclass of `collections.abc.Coroutine`, which is what

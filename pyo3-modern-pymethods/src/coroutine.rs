@@ -112,14 +112,18 @@ fn thrown_exception<'py>(
     if let Some(tb) = tb {
         exception.setattr("__traceback__", tb)?;
     }
-    let err = PyErr::from_value(exception);
-    // PEP 479: a StopIteration escaping a coroutine becomes a RuntimeError.
-    if err.is_instance_of::<PyStopIteration>(typ.py()) {
+    Ok(PyErr::from_value(exception))
+}
+
+/// PEP 479: a `StopIteration` raised inside a coroutine leaves it as `RuntimeError`.
+fn escaping(py: Python<'_>, err: PyErr, started: bool) -> PyErr {
+    let converts = started || compat::unstarted_throw_converts_stop_iteration(py);
+    if converts && err.is_instance_of::<PyStopIteration>(py) {
         let converted = PyRuntimeError::new_err("coroutine raised StopIteration");
-        converted.set_cause(typ.py(), Some(err));
-        return Ok(converted);
+        converted.set_cause(py, Some(err));
+        return converted;
     }
-    Ok(err)
+    err
 }
 // ANCHOR_END: thrown_exception
 
@@ -162,11 +166,13 @@ impl RustCoroutine {
         // Built before borrowing `slf`: building it runs Python code.
         let err = thrown_exception(typ, val, tb)?;
         let mut this = slf.borrow_mut();
-        if this.state == State::Finished {
-            return Err(reuse_error());
-        }
+        let started = match this.state {
+            State::Finished => return Err(reuse_error()),
+            State::Created => false,
+            State::Suspended => true,
+        };
         this.finish();
-        Err(err)
+        Err(escaping(slf.py(), err, started))
     }
 
     fn close(&mut self) {

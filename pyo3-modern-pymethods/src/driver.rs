@@ -38,15 +38,11 @@ pub(crate) fn await_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Py
     // SAFETY: the slot of `obj`'s own type, called with `obj` while attached to the
     // interpreter; it returns a new reference, or NULL with an exception set.
     let iter = unsafe { Bound::from_owned_ptr_or_err(py, am_await(obj.as_ptr()))? };
-    if compat::is_coroutine(&iter)? {
-        return Err(PyTypeError::new_err("__await__() returned a coroutine"));
-    }
+    let coroutine = compat::is_coroutine(&iter)?;
     // SAFETY: a slot check of a live object.
-    if unsafe { ffi::PyIter_Check(iter.as_ptr()) } == 0 {
-        let name = compat::type_name(&iter);
-        return Err(PyTypeError::new_err(format!(
-            "__await__() returned non-iterator of type '{name}'"
-        )));
+    if coroutine || unsafe { ffi::PyIter_Check(iter.as_ptr()) } == 0 {
+        let message = compat::bad_await_result_message(obj, &iter, coroutine)?;
+        return Err(PyTypeError::new_err(message));
     }
     Ok(iter)
 }
