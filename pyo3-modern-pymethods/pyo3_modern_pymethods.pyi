@@ -1,10 +1,19 @@
 """Python awaitables written in Rust with today's PyO3 (#[pymethods])."""
 
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar, final, overload
 
-__all__ = ["ERA", "PYO3_VERSION", "RustCoroutine", "countdown", "drive", "ready"]
+__all__ = [
+    "ERA",
+    "PYO3_VERSION",
+    "RustAwait",
+    "RustCoroutine",
+    "countdown",
+    "delegate",
+    "drive",
+    "ready",
+]
 
 _T = TypeVar("_T")
 
@@ -35,3 +44,22 @@ def ready(value: _T) -> RustCoroutine[_T]:
 
 def countdown(n: int, value: _T) -> RustCoroutine[_T]:
     """A coroutine that yields None `n` times, then returns `value`."""
+
+@final
+class RustAwait(Coroutine[Any, Any, _T], Generic[_T]):
+    """`await inner`, implemented in Rust (PEP 380 delegation); made by `delegate`."""
+
+    def __await__(self) -> Generator[Any, Any, _T]: ...
+    def __iter__(self) -> Generator[Any, Any, _T]: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    @overload
+    def throw(
+        self, typ: type[BaseException], val: object = None, tb: TracebackType | None = None
+    ) -> Any: ...
+    @overload
+    def throw(self, typ: BaseException, val: None = None, tb: TracebackType | None = None) -> Any: ...
+    def close(self) -> None: ...
+
+def delegate(awaitable: Awaitable[_T]) -> RustAwait[_T]:
+    """An object that, awaited, behaves exactly as awaiting `awaitable`."""

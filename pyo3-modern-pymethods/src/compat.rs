@@ -121,6 +121,14 @@ pub(crate) fn unstarted_throw_converts_stop_iteration(py: Python<'_>) -> bool {
     py.version_info() < (3, 12)
 }
 
+/// Whether a `StopIteration` thrown into a coroutine suspended in `await` (whose
+/// awaited iterator has no `throw`) ends the `await`, with the exception's value as its
+/// result. CPython 3.12's `CLEANUP_THROW` made it so; before, it left the coroutine as a
+/// `RuntimeError` (PEP 479).
+pub(crate) fn thrown_stop_iteration_returns_from_await(py: Python<'_>) -> bool {
+    py.version_info() >= (3, 12)
+}
+
 /// Registers `cls` as a virtual subclass of `collections.abc.Coroutine`, which is what
 /// `asyncio.iscoroutine` (and so `asyncio.run`, `create_task`, `ensure_future` and
 /// `gather`) checks for.

@@ -13,15 +13,28 @@ use pyo3::types::{PyTraceback, PyTuple, PyType};
 
 use crate::compat;
 
-/// Where a coroutine is in its life.
+/// Where a coroutine is in its life (shared with `RustAwait` and `RustFuture`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
+pub(crate) enum State {
     /// Made, never stepped: only `send(None)` may start it.
     Created,
     /// Stopped at a `yield`, waiting to be resumed.
     Suspended,
+    /// Inside a step that runs Python code (only `RustAwait` has such steps).
+    Running,
     /// Returned, raised or closed: it can never run again.
     Finished,
+}
+
+impl State {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Suspended => "suspended",
+            State::Running => "running",
+            State::Finished => "finished",
+        }
+    }
 }
 
 // ANCHOR: class
@@ -45,9 +58,8 @@ impl RustCoroutine {
     fn resume(&mut self, py: Python<'_>, sent: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         match self.state {
             State::Finished => Err(reuse_error()),
-            State::Created if !sent.is_none() => Err(PyTypeError::new_err(
-                "can't send non-None value to a just-started coroutine",
-            )),
+            State::Running => Err(already_executing()),
+            State::Created if !sent.is_none() => Err(just_started_error()),
             _ if self.remaining > 0 => {
                 self.remaining -= 1;
                 self.state = State::Suspended;
@@ -69,13 +81,22 @@ impl RustCoroutine {
     }
 }
 
-fn reuse_error() -> PyErr {
+pub(crate) fn reuse_error() -> PyErr {
     PyRuntimeError::new_err("cannot reuse already awaited coroutine")
+}
+
+pub(crate) fn just_started_error() -> PyErr {
+    PyTypeError::new_err("can't send non-None value to a just-started coroutine")
+}
+
+/// What a native coroutine raises when resumed from inside its own step.
+pub(crate) fn already_executing() -> PyErr {
+    PyValueError::new_err("coroutine already executing")
 }
 
 // ANCHOR: thrown_exception
 /// The exception `throw(typ, val, tb)` raises, built as `generator.throw` builds it.
-fn thrown_exception<'py>(
+pub(crate) fn thrown_exception<'py>(
     typ: &Bound<'py, PyAny>,
     val: Option<&Bound<'py, PyAny>>,
     tb: Option<&Bound<'py, PyAny>>,
@@ -116,7 +137,7 @@ fn thrown_exception<'py>(
 }
 
 /// PEP 479: a `StopIteration` raised inside a coroutine leaves it as `RuntimeError`.
-fn escaping(py: Python<'_>, err: PyErr, started: bool) -> PyErr {
+pub(crate) fn escaping(py: Python<'_>, err: PyErr, started: bool) -> PyErr {
     let converts = started || compat::unstarted_throw_converts_stop_iteration(py);
     if converts && err.is_instance_of::<PyStopIteration>(py) {
         let converted = PyRuntimeError::new_err("coroutine raised StopIteration");
@@ -165,9 +186,10 @@ impl RustCoroutine {
         }
         // Built before borrowing `slf`: building it runs Python code.
         let err = thrown_exception(typ, val, tb)?;
-        let mut this = slf.borrow_mut();
+        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
         let started = match this.state {
             State::Finished => return Err(reuse_error()),
+            State::Running => return Err(already_executing()),
             State::Created => false,
             State::Suspended => true,
         };
@@ -180,12 +202,7 @@ impl RustCoroutine {
     }
 
     fn __repr__(&self) -> String {
-        let state = match self.state {
-            State::Created => "created",
-            State::Suspended => "suspended",
-            State::Finished => "finished",
-        };
-        format!("<RustCoroutine {state}, {} yield(s) left>", self.remaining)
+        format!("<RustCoroutine {}, {} yield(s) left>", self.state.name(), self.remaining)
     }
 }
 // ANCHOR_END: pymethods

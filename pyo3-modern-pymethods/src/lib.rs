@@ -6,6 +6,7 @@
 
 mod compat;
 mod coroutine;
+mod delegate;
 mod driver;
 
 use pyo3::prelude::*;
@@ -20,7 +21,10 @@ fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coroutine::RustCoroutine>()?;
     m.add_function(wrap_pyfunction!(coroutine::ready, m)?)?;
     m.add_function(wrap_pyfunction!(coroutine::countdown, m)?)?;
+    m.add_class::<delegate::RustAwait>()?;
+    m.add_function(wrap_pyfunction!(delegate::delegate, m)?)?;
     compat::register_coroutine_abc(&m.py().get_type::<coroutine::RustCoroutine>())?;
+    compat::register_coroutine_abc(&m.py().get_type::<delegate::RustAwait>())?;
     Ok(())
 }
 // ANCHOR_END: module

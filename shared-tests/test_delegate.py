@@ -1,0 +1,218 @@
+"""Contract section 2: ``delegate(awaitable)``, ``await`` re-implemented in Rust (PEP 380)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+
+import pytest
+
+from helpers import native_countdown, native_ready, outcome
+
+
+class Marker(Exception):
+    pass
+
+
+def scripted(script, log):
+    """An inner iterator that follows ``script`` and logs what it is sent or thrown.
+
+    Each step is ``("yield", value, on_throw)`` with ``on_throw`` one of ``"catch"``
+    (log it and go on), ``"reraise"``, ``"return"`` (return from the except block);
+    ``("return", value)``; or ``("raise",)``.
+    """
+    for action in script:
+        if action[0] == "return":
+            return action[1]
+        if action[0] == "raise":
+            raise Marker("scripted failure")
+        try:
+            sent = yield action[1]
+            log.append(("sent", sent))
+        except GeneratorExit:
+            log.append(("closed",))
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the script decides
+            log.append(("thrown", type(exc).__name__))
+            if action[2] == "reraise":
+                raise
+            if action[2] == "return":
+                return "returned after throw"
+    return "end of script"
+
+
+class ScriptedAwaitable:
+    def __init__(self, script, log):
+        self.script, self.log = script, log
+
+    def __await__(self):
+        return scripted(self.script, self.log)
+
+
+class BareIterator:
+    """An inner iterator with no send/throw/close."""
+
+    def __init__(self, script, log):
+        self.items = [a[1] for a in script if a[0] == "yield"]
+        self.log = log
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.log.append(("next",))
+        if not self.items:
+            raise StopIteration("bare end")
+        return self.items.pop(0)
+
+
+class BareAwaitable(ScriptedAwaitable):
+    def __await__(self):
+        return BareIterator(self.script, self.log)
+
+
+async def native_await(awaitable):
+    return await awaitable
+
+
+def random_script(rng):
+    steps = [
+        ("yield", rng.choice([None, 1, "y"]), rng.choice(["catch", "reraise", "return"]))
+        for _ in range(rng.randrange(4))
+    ]
+    steps.append(rng.choice([("return", rng.choice([None, 0, (1, 2)])), ("raise",)]))
+    return steps
+
+
+def random_operation(rng):
+    return rng.choice(
+        [
+            ("send", None),
+            ("send", None),
+            ("send", "v"),
+            ("throw", Marker("thrown")),
+            ("throw", Marker),
+            ("throw", GeneratorExit()),
+            ("throw", StopIteration("stop")),
+            ("close",),
+        ]
+    )
+
+
+def apply(coro, op):
+    if op[0] == "send":
+        return outcome(lambda: coro.send(op[1]))
+    if op[0] == "throw":
+        return outcome(lambda: coro.throw(op[1]))
+    return outcome(coro.close)
+
+
+@pytest.mark.parametrize("inner", [ScriptedAwaitable, BareAwaitable])
+@pytest.mark.parametrize("seed", range(200))
+def test_matches_yield_from(era, seed, inner):
+    rng = random.Random(seed)
+    script = random_script(rng)
+    our_log, native_log = [], []
+    ours = era.delegate(inner(script, our_log))
+    native = native_await(inner(script, native_log))
+    history = []
+    try:
+        for _ in range(rng.randrange(1, 8)):
+            op = random_operation(rng)
+            history.append(op)
+            assert apply(ours, op) == apply(native, op), (script, history)
+            assert our_log == native_log, (script, history)
+    finally:
+        native.close()
+        ours.close()
+
+
+def test_non_awaitable_raises_at_call(era):
+    with pytest.raises(TypeError, match="await"):
+        era.delegate(3)
+
+
+def test_awaits_every_kind(era):
+    async def main():
+        return [
+            await era.delegate(native_ready("native")),
+            await era.delegate(asyncio.sleep(0.001, "sleep")),
+            await era.delegate(era.countdown(3, "rust")),
+            await era.delegate(era.delegate(era.ready("nested"))),
+            await era.delegate(ScriptedAwaitable([("yield", None, "reraise"), ("return", 5)], [])),
+        ]
+
+    assert asyncio.run(main()) == ["native", "sleep", "rust", "nested", 5]
+
+
+def test_is_a_coroutine_for_asyncio(era):
+    async def main():
+        return await asyncio.gather(era.delegate(native_countdown(3, 1)), era.delegate(era.ready(2)))
+
+    assert asyncio.run(main()) == [1, 2]
+    assert asyncio.run(era.delegate(asyncio.sleep(0, "run"))) == "run"
+
+
+def test_cancellation_reaches_inner(era):
+    seen = []
+
+    async def inner():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def main():
+        task = asyncio.ensure_future(era.delegate(inner()))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen == ["cancelled"]
+
+
+def test_reuse_after_finish(era):
+    awaitable = era.delegate(native_ready(1))
+    assert outcome(lambda: awaitable.send(None)) == ("return", 1)
+    assert outcome(lambda: awaitable.send(None))[:2] == ("raise", RuntimeError)
+
+
+def test_resumed_from_inside_its_own_step(era):
+    holder = []
+
+    class Reentrant:
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return holder[0].send(None)
+
+    class Awaitable:
+        def __await__(self):
+            return Reentrant()
+
+    holder.append(era.delegate(Awaitable()))
+    with pytest.raises(ValueError, match="already executing"):
+        holder[0].send(None)
+
+
+@pytest.mark.parametrize("depth", [10_000, 300_000])
+def test_deep_nesting_never_overflows_the_c_stack(era, depth):
+    """Each level steps the next from C. Up to 3.13 the recursion limit stops the chain
+    early; from 3.14 CPython guards the real C stack instead, so 10,000 levels may
+    simply work, but 300,000 must still end in RecursionError, never a crash."""
+    awaitable = era.ready(1)
+    for _ in range(depth):
+        awaitable = era.delegate(awaitable)
+    try:
+        result = outcome(lambda: awaitable.send(None))
+        if depth > 10_000 or sys.version_info < (3, 14):
+            assert result[:2] == ("raise", RecursionError)
+        else:
+            assert result in [("return", 1)] or result[:2] == ("raise", RecursionError)
+    finally:
+        del awaitable
