@@ -41,7 +41,8 @@ impl Drop for RustAwait {
                 let inner = inner.into_bound(py);
                 // Steal the inner iterator of a RustAwait only we hold, so that it is
                 // dropped by this loop rather than by its own destructor.
-                if inner.get_refcnt() == 1 {
+                // SAFETY: reads the reference count of a live object we hold.
+                if unsafe { pyo3::ffi::Py_REFCNT(inner.as_ptr()) } == 1 {
                     if let Ok(nested) = inner.cast::<RustAwait>() {
                         if let Ok(mut nested) = nested.try_borrow_mut() {
                             next = nested.inner.take();
