@@ -56,10 +56,13 @@ pub fn sleep_future_into_py(
 }
 // ANCHOR_END: future_into_py
 
-/// Builds the submodule, and hands the crate's runtime to pyo3-async-runtimes.
+/// Builds the submodule, importable as `pyo3_modern_pymethods.baselines`, and hands the
+/// crate's runtime to pyo3-async-runtimes.
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
     let m = PyModule::new(py, "baselines")?;
+    m.setattr("__name__", "pyo3_modern_pymethods.baselines")?;
+    py.import("sys")?.getattr("modules")?.set_item("pyo3_modern_pymethods.baselines", &m)?;
     m.add_function(wrap_pyfunction!(ready_async_fn, &m)?)?;
     m.add_function(wrap_pyfunction!(sleep_async_fn, &m)?)?;
     m.add_function(wrap_pyfunction!(sleep_future_into_py, &m)?)?;

@@ -29,11 +29,13 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
 use pyo3::IntoPyObjectExt;
 
 use crate::compat;
 use crate::coroutine::{
-    already_executing, escaping, just_started_error, reuse_error, thrown_exception, State,
+    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
+    thrown_exception, State,
 };
 
 /// A Rust future producing a Python object, boxed so that one class can hold any of them.
@@ -373,24 +375,18 @@ impl RustFuture {
         this.step(py, py.None().bind(py))
     }
 
+    #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
         this.step(slf.py(), value)
     }
 
     /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
-    #[pyo3(signature = (typ, val = None, tb = None))]
-    fn throw(
-        slf: &Bound<'_, Self>,
-        typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (*args), text_signature = "($self, typ, val=None, tb=None, /)")]
+    fn throw(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if val.is_some() || tb.is_some() {
-            compat::warn_three_argument_throw(py)?;
-        }
-        let err = thrown_exception(typ, val, tb)?;
+        check_throw_arguments(args)?;
+        let thrown = thrown_exception(args)?;
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
         let started = match this.state {
             State::Finished => return Err(reuse_error()),
@@ -399,7 +395,7 @@ impl RustFuture {
             State::Suspended => true,
         };
         this.end(py);
-        Err(escaping(py, err, started))
+        Err(escaping(py, thrown, started))
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {

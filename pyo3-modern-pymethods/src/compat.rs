@@ -101,9 +101,21 @@ pub(crate) fn stop_iteration(value: Py<PyAny>) -> PyErr {
     PyStopIteration::new_err((value,))
 }
 
-/// CPython 3.12 deprecated `throw(type, value, traceback)`; warn as it does.
-pub(crate) fn warn_three_argument_throw(py: Python<'_>) -> PyResult<()> {
-    if py.version_info() >= (3, 12) {
+/// The `TypeError` message of `coro.throw(*args)` with a wrong number of arguments,
+/// or `None` when `nargs` is within 1..=3.
+pub(crate) fn throw_arity_message(py: Python<'_>, nargs: usize) -> Option<String> {
+    match nargs {
+        0 if py.version_info() >= (3, 8) => Some("throw expected at least 1 argument, got 0".into()),
+        0 => Some("throw expected at least 1 arguments, got 0".into()),
+        1..=3 => None,
+        n => Some(format!("throw expected at most 3 arguments, got {n}")),
+    }
+}
+
+/// On 3.12+, `throw(type, value[, tb])` (more than one positional argument, even `None`)
+/// emits a `DeprecationWarning`, as CPython's `gen.throw` does.
+pub(crate) fn warn_legacy_throw_signature(py: Python<'_>, nargs: usize) -> PyResult<()> {
+    if nargs > 1 && py.version_info() >= (3, 12) {
         PyErr::warn(
             py,
             &py.get_type::<PyDeprecationWarning>(),

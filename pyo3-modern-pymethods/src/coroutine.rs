@@ -1,28 +1,34 @@
-//! `RustCoroutine`: a coroutine object written in Rust, with the state machine of a
-//! native `async def` coroutine.
+//! `RustCoroutine`: a coroutine class written in Rust, today's PyO3 way.
 //!
-//! A native coroutine is created, then suspended and resumed any number of times, and
-//! ends exactly once: by returning, by raising (a thrown exception included) or by being
-//! closed. Every later step raises `RuntimeError`. `__await__` returns the object
-//! itself, and the object is its own iterator, so `await`, `yield from`, asyncio's Task
-//! and `drive` can all step it.
+//! Every part of the coroutine protocol is an ordinary method in `#[pymethods]`: PyO3
+//! fills the `am_await` slot from `__await__` and `tp_iter`/`tp_iternext` from
+//! `__iter__`/`__next__`, and `send`/`throw`/`close` are plain methods. A step returns
+//! its value by raising `StopIteration((value,))`, so a tuple or an exception instance
+//! survives as `StopIteration.value`. The states follow a native coroutine's
+//! (`inspect.getcoroutinestate`: created, suspended, closed).
+//!
+//! The protocol pieces `RustAwait` and `RustFuture` share (states, errors, building the
+//! exception `throw` raises) live here too.
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyBaseException, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyTraceback, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
 
 /// Where a coroutine is in its life (shared with `RustAwait` and `RustFuture`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum State {
-    /// Made, never stepped: only `send(None)` may start it.
+    /// Made, never stepped: only `None` may be sent.
     Created,
     /// Stopped at a `yield`, waiting to be resumed.
     Suspended,
-    /// Inside a step that runs Python code (only `RustAwait` has such steps).
+    /// Inside a step that runs Python code (`RustAwait` calling its inner iterator).
     Running,
-    /// Returned, raised or closed: it can never run again.
+    /// Returned, raised or closed: every further step fails.
     Finished,
 }
 
@@ -32,52 +38,8 @@ impl State {
             State::Created => "created",
             State::Suspended => "suspended",
             State::Running => "running",
-            State::Finished => "finished",
+            State::Finished => "closed",
         }
-    }
-}
-
-// ANCHOR: class
-/// A coroutine written in Rust: yields `None` `remaining` times, then returns `value`.
-#[pyclass(module = "pyo3_modern_pymethods")]
-pub struct RustCoroutine {
-    state: State,
-    remaining: u64,
-    /// Taken when the coroutine returns it, dropped when it ends any other way.
-    value: Option<Py<PyAny>>,
-}
-// ANCHOR_END: class
-
-impl RustCoroutine {
-    fn new(remaining: u64, value: Py<PyAny>) -> Self {
-        RustCoroutine { state: State::Created, remaining, value: Some(value) }
-    }
-
-    // ANCHOR: resume
-    /// One step, resumed with `sent`: yields `None` or returns through `StopIteration`.
-    fn resume(&mut self, py: Python<'_>, sent: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        match self.state {
-            State::Finished => Err(reuse_error()),
-            State::Running => Err(already_executing()),
-            State::Created if !sent.is_none() => Err(just_started_error()),
-            _ if self.remaining > 0 => {
-                self.remaining -= 1;
-                self.state = State::Suspended;
-                Ok(py.None())
-            }
-            _ => {
-                self.state = State::Finished;
-                let value = self.value.take().unwrap_or_else(|| py.None());
-                Err(compat::stop_iteration(value))
-            }
-        }
-    }
-    // ANCHOR_END: resume
-
-    /// Ends the coroutine for good and forgets its value.
-    fn finish(&mut self) {
-        self.state = State::Finished;
-        self.value = None;
     }
 }
 
@@ -89,70 +51,68 @@ pub(crate) fn just_started_error() -> PyErr {
     PyTypeError::new_err("can't send non-None value to a just-started coroutine")
 }
 
-/// What a native coroutine raises when resumed from inside its own step.
+/// What a native coroutine raises when resumed while it is running.
 pub(crate) fn already_executing() -> PyErr {
     PyValueError::new_err("coroutine already executing")
 }
 
-// ANCHOR: thrown_exception
-/// The exception `throw(typ, val, tb)` raises, built as `generator.throw` builds it.
-pub(crate) fn thrown_exception<'py>(
-    typ: &Bound<'py, PyAny>,
-    val: Option<&Bound<'py, PyAny>>,
-    tb: Option<&Bound<'py, PyAny>>,
-) -> PyResult<PyErr> {
-    let tb = match tb {
-        Some(tb) if !tb.is_none() => {
-            Some(tb.cast::<PyTraceback>().map_err(|_| {
-                PyTypeError::new_err("throw() third argument must be a traceback object")
-            })?)
-        }
-        _ => None,
-    };
-    let val = val.filter(|v| !v.is_none());
-    let exception = if let Ok(cls) = typ.cast::<PyType>() {
-        if !cls.is_subclass_of::<pyo3::exceptions::PyBaseException>()? {
-            return Err(not_an_exception(typ));
-        }
-        match val {
-            None => cls.call0()?,
-            Some(v) if v.is_instance(cls)? => v.clone(),
-            Some(v) => match v.cast::<PyTuple>() {
-                Ok(args) => cls.call1(args)?,
-                Err(_) => cls.call1((v,))?,
-            },
-        }
-    } else if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
-        if val.is_some() {
-            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
-        }
-        typ.clone()
-    } else {
-        return Err(not_an_exception(typ));
-    };
-    if let Some(tb) = tb {
-        exception.setattr("__traceback__", tb)?;
-    }
-    Ok(PyErr::from_value(exception))
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ready,
+    Countdown,
 }
 
-/// PEP 479: a `StopIteration` raised inside a coroutine leaves it as `RuntimeError`.
-pub(crate) fn escaping(py: Python<'_>, err: PyErr, started: bool) -> PyErr {
-    let converts = started || compat::unstarted_throw_converts_stop_iteration(py);
-    if converts && err.is_instance_of::<PyStopIteration>(py) {
-        let converted = PyRuntimeError::new_err("coroutine raised StopIteration");
-        converted.set_cause(py, Some(err));
-        return converted;
-    }
-    err
+// ANCHOR: class
+/// A coroutine implemented in Rust: made by `ready(value)` or `countdown(n, value)`.
+///
+/// It has no `#[new]`, so `RustCoroutine()` raises `TypeError`.
+#[pyclass(module = "pyo3_modern_pymethods")]
+pub struct RustCoroutine {
+    kind: Kind,
+    /// `None`s still to yield before returning.
+    remaining: u64,
+    /// The result; taken when the coroutine finishes.
+    value: Option<Py<PyAny>>,
+    state: State,
 }
-// ANCHOR_END: thrown_exception
+// ANCHOR_END: class
 
-fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
-    PyTypeError::new_err(format!(
-        "exceptions must be classes or instances deriving from BaseException, not {}",
-        compat::type_name(typ)
-    ))
+impl RustCoroutine {
+    fn new(kind: Kind, remaining: u64, value: Py<PyAny>) -> Self {
+        RustCoroutine { kind, remaining, value: Some(value), state: State::Created }
+    }
+
+    // ANCHOR: step
+    /// One step, as `coro.send(sent)` does: yields `None`, or returns the result by
+    /// raising `StopIteration`.
+    fn step(&mut self, py: Python<'_>, sent_is_none: bool) -> PyResult<Py<PyAny>> {
+        match self.state {
+            State::Finished => Err(reuse_error()),
+            State::Running => Err(already_executing()),
+            State::Created if !sent_is_none => Err(just_started_error()),
+            _ if self.remaining > 0 => {
+                self.remaining -= 1;
+                self.state = State::Suspended;
+                Ok(py.None())
+            }
+            _ => {
+                let value = self.finish().unwrap_or_else(|| py.None());
+                Err(compat::stop_iteration(value))
+            }
+        }
+    }
+    // ANCHOR_END: step
+
+    /// Marks the coroutine finished and hands back its result, if still held.
+    fn finish(&mut self) -> Option<Py<PyAny>> {
+        self.state = State::Finished;
+        self.value.take()
+    }
+}
+
+/// Borrows `slf` for a step; a second step while one runs is refused as CPython does.
+fn begin<'py>(slf: &Bound<'py, RustCoroutine>) -> PyResult<PyRefMut<'py, RustCoroutine>> {
+    slf.try_borrow_mut().map_err(|_| already_executing())
 }
 
 // ANCHOR: pymethods
@@ -166,59 +126,184 @@ impl RustCoroutine {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.resume(py, py.None().bind(py))
+    /// `send(None)`.
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        begin(slf)?.step(slf.py(), true)
     }
 
-    fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.resume(py, value)
+    /// send(value) -> yields None, or raises StopIteration(result) when finished.
+    #[pyo3(signature = (value, /))]
+    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        begin(slf)?.step(slf.py(), value.is_none())
     }
 
-    #[pyo3(signature = (typ, val = None, tb = None))]
-    fn throw(
-        slf: &Bound<'_, Self>,
-        typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        if val.is_some() || tb.is_some() {
-            compat::warn_three_argument_throw(slf.py())?;
-        }
-        // Built before borrowing `slf`: building it runs Python code.
-        let err = thrown_exception(typ, val, tb)?;
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+    /// throw(typ[, val[, tb]]) -> raises the exception out of the coroutine and finishes it.
+    #[pyo3(signature = (*args), text_signature = "($self, typ, val=None, tb=None, /)")]
+    fn throw(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        check_throw_arguments(args)?;
+        // Normalised before borrowing: instantiating the exception runs Python code.
+        let thrown = thrown_exception(args)?;
+        let mut this = begin(slf)?;
         let started = match this.state {
             State::Finished => return Err(reuse_error()),
             State::Running => return Err(already_executing()),
             State::Created => false,
             State::Suspended => true,
         };
-        this.finish();
-        Err(escaping(slf.py(), err, started))
+        let value = this.finish();
+        drop(this);
+        drop(value); // may run arbitrary `__del__`: after the borrow is released
+        Err(escaping(py, thrown, started))
     }
 
-    fn close(&mut self) {
-        self.finish();
+    /// close() -> None: finishes the coroutine (quietly if it already is).
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let value = begin(slf)?.finish();
+        drop(value); // after the borrow is released, as in `throw`
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
-        format!("<RustCoroutine {}, {} yield(s) left>", self.state.name(), self.remaining)
+        let kind = match self.kind {
+            Kind::Ready => "ready".to_owned(),
+            Kind::Countdown => format!("countdown(remaining={})", self.remaining),
+        };
+        format!("<RustCoroutine {} {}>", kind, self.state.name())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(value) = &self.value {
+            visit.call(value)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.value = None;
     }
 }
 // ANCHOR_END: pymethods
 
-// ANCHOR: factories
-/// A coroutine that returns `value` on its first step.
-#[pyfunction]
-pub fn ready(value: Py<PyAny>) -> RustCoroutine {
-    RustCoroutine::new(0, value)
+// ANCHOR: thrown_exception
+/// What `throw(*args)` checks on entry, before anything else: the argument count, and
+/// CPython 3.12+'s deprecation of the three-argument form.
+pub(crate) fn check_throw_arguments(args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    let py = args.py();
+    if let Some(message) = compat::throw_arity_message(py, args.len()) {
+        return Err(PyTypeError::new_err(message));
+    }
+    compat::warn_legacy_throw_signature(py, args.len())
 }
 
-/// A coroutine that yields `None` `n` times, letting other tasks run, then returns `value`.
+/// The exception `coro.throw(*args)` raises, normalised as CPython's `gen.throw` does
+/// (`_gen_throw` + `PyErr_NormalizeException`).
+///
+/// `Err` for invalid arguments (the coroutine's state is left alone); `Ok(err)` for the
+/// exception to throw in, which is the error of instantiating the exception class if that
+/// raised (CPython throws that one in instead).
+pub(crate) fn thrown_exception(args: &Bound<'_, PyTuple>) -> PyResult<PyErr> {
+    let typ = args.get_item(0)?;
+    let optional = |index: usize| args.get_item(index).ok().filter(|arg| !arg.is_none());
+    let (val, tb) = (optional(1), optional(2));
+    let tb = match tb {
+        Some(tb) => Some(tb.cast_into::<PyTraceback>().map_err(|_| {
+            PyTypeError::new_err("throw() third argument must be a traceback object")
+        })?),
+        None => None,
+    };
+    let exception = if let Ok(class) = typ.cast::<PyType>() {
+        if !class.is_subclass_of::<PyBaseException>()? {
+            return Err(not_an_exception(&typ));
+        }
+        match instantiate(class, val.as_ref()) {
+            Ok(exception) => exception,
+            Err(err) => return Ok(err),
+        }
+    } else if typ.is_instance_of::<PyBaseException>() {
+        if val.is_some() {
+            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+        }
+        typ
+    } else {
+        return Err(not_an_exception(&typ));
+    };
+    if let Some(tb) = tb {
+        exception.setattr("__traceback__", tb)?;
+    }
+    Ok(PyErr::from_value(exception))
+}
+
+/// An instance of the exception class `class` made from `val`: `val` itself if it is an
+/// instance of (a subclass of) `class`, else `class()`, `class(*val)` or `class(val)`.
+fn instantiate<'py>(
+    class: &Bound<'py, PyType>,
+    val: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let exception = match val {
+        None => class.call0()?,
+        Some(val) if val.is_instance_of::<PyBaseException>() && val.is_instance(class)? => {
+            val.clone()
+        }
+        Some(val) => match val.cast::<PyTuple>() {
+            Ok(args) => class.call1(args)?,
+            Err(_) => class.call1((val,))?,
+        },
+    };
+    if !exception.is_instance_of::<PyBaseException>() {
+        return Err(PyTypeError::new_err(format!(
+            "calling {} should have returned an instance of BaseException, not {}",
+            class.repr()?,
+            exception.get_type().repr()?
+        )));
+    }
+    Ok(exception)
+}
+
+fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "exceptions must be classes or instances deriving from BaseException, not {}",
+        compat::type_name(typ)
+    ))
+}
+
+/// The exception that leaves the coroutine when `thrown` is raised inside it: itself,
+/// except that `StopIteration` becomes `RuntimeError("coroutine raised StopIteration")`
+/// caused by it (PEP 479), as it does for a native coroutine — which, before its first
+/// step, converts it only up to CPython 3.11.
+pub(crate) fn escaping(py: Python<'_>, thrown: PyErr, started: bool) -> PyErr {
+    let converts = started || compat::unstarted_throw_converts_stop_iteration(py);
+    if !converts || !thrown.is_instance_of::<PyStopIteration>(py) {
+        return thrown;
+    }
+    let err = PyRuntimeError::new_err("coroutine raised StopIteration");
+    err.set_cause(py, Some(thrown));
+    err
+}
+// ANCHOR_END: thrown_exception
+
+// ANCHOR: factories
+/// ready(value) -> RustCoroutine that returns `value` on its first step.
 #[pyfunction]
-pub fn countdown(n: i64, value: Py<PyAny>) -> PyResult<RustCoroutine> {
-    let remaining = u64::try_from(n)
-        .map_err(|_| PyValueError::new_err(format!("countdown() needs n >= 0, got {n}")))?;
-    Ok(RustCoroutine::new(remaining, value))
+pub fn ready(value: Py<PyAny>) -> RustCoroutine {
+    RustCoroutine::new(Kind::Ready, 0, value)
+}
+
+/// countdown(n, value) -> RustCoroutine that yields None `n` times, then returns `value`.
+#[pyfunction]
+pub fn countdown(n: i128, value: Py<PyAny>) -> PyResult<RustCoroutine> {
+    if n < 0 {
+        return Err(PyValueError::new_err(format!("countdown() needs n >= 0, got {n}")));
+    }
+    let n = u64::try_from(n).map_err(|_| {
+        pyo3::exceptions::PyOverflowError::new_err(format!("countdown() needs n < 2**64, got {n}"))
+    })?;
+    Ok(RustCoroutine::new(Kind::Countdown, n, value))
 }
 // ANCHOR_END: factories
+
+/// Adds `ready` and `countdown` to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(countdown, m)?)
+}

@@ -11,11 +11,12 @@
 use pyo3::exceptions::{PyGeneratorExit, PyStopIteration};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyTuple, PyType};
 
 use crate::compat;
 use crate::coroutine::{
-    already_executing, escaping, just_started_error, reuse_error, thrown_exception, State,
+    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
+    thrown_exception, State,
 };
 use crate::driver::{await_iter, step, Step};
 
@@ -136,15 +137,9 @@ impl RustAwait {
 
     /// Raises the thrown exception in the outer coroutine itself (where `yield from`
     /// raises it when the inner iterator cannot take it).
-    fn raise_here(
-        slf: &Bound<'_, Self>,
-        before: State,
-        typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+    fn raise_here(slf: &Bound<'_, Self>, before: State, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let err = match thrown_exception(typ, val, tb) {
+        let err = match thrown_exception(args) {
             Ok(err) => err,
             Err(bad_arguments) => {
                 slf.borrow_mut().state = before; // nothing happened
@@ -186,6 +181,7 @@ impl RustAwait {
     }
 
     /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
+    #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         if !value.is_none() && Self::state(slf) == State::Created {
@@ -205,42 +201,32 @@ impl RustAwait {
 
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
     /// here; anything else goes to `inner.throw` where there is one, else is raised here.
-    #[pyo3(signature = (typ, val = None, tb = None))]
-    fn throw(
-        slf: &Bound<'_, Self>,
-        typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (*args), text_signature = "($self, typ, val=None, tb=None, /)")]
+    fn throw(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if val.is_some() || tb.is_some() {
-            compat::warn_three_argument_throw(py)?;
-        }
+        check_throw_arguments(args)?;
         let (before, inner) = Self::begin(slf)?;
         let inner = match (before, inner) {
             (State::Suspended, Some(inner)) => inner,
-            _ => return Self::raise_here(slf, before, typ, val, tb),
+            _ => return Self::raise_here(slf, before, args),
         };
+        let typ = args.get_item(0)?;
         let is_generator_exit = match typ.cast::<PyType>() {
-            Ok(cls) => cls.is_subclass_of::<PyGeneratorExit>().unwrap_or(false),
+            Ok(class) => class.is_subclass_of::<PyGeneratorExit>().unwrap_or(false),
             Err(_) => typ.is_instance_of::<PyGeneratorExit>(),
         };
         if is_generator_exit {
             return match guarded(py, || close_inner(&inner)) {
-                Ok(()) => Self::raise_here(slf, before, typ, val, tb),
+                Ok(()) => Self::raise_here(slf, before, args),
                 Err(close_error) => Self::end(slf, Outcome::Raise(close_error)),
             };
         }
         let method = match inner.getattr_opt("throw") {
             Ok(Some(method)) => method,
-            Ok(None) => return Self::raise_here(slf, before, typ, val, tb),
+            Ok(None) => return Self::raise_here(slf, before, args),
             Err(err) => return Self::end(slf, Outcome::Raise(err)),
         };
-        let result = guarded(py, || match (val, tb) {
-            (None, None) => method.call1((typ,)),
-            (_, None) => method.call1((typ, val)),
-            _ => method.call1((typ, val, tb)),
-        });
+        let result = guarded(py, || method.call1(args));
         Self::end(slf, Outcome::of_call(py, result))
     }
 
@@ -282,3 +268,8 @@ pub fn delegate(awaitable: &Bound<'_, PyAny>) -> PyResult<RustAwait> {
     Ok(RustAwait { state: State::Created, inner: Some(inner.unbind()) })
 }
 // ANCHOR_END: delegate
+
+/// Adds `delegate` to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(delegate, m)?)
+}

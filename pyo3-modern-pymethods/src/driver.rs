@@ -92,31 +92,45 @@ pub(crate) fn step<'py>(iter: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
 }
 // ANCHOR_END: step
 
-/// Closes `iter` (if it can be closed) because of `reason`, and returns `reason`,
-/// caused by whatever `close()` raised.
-fn close_because(iter: &Bound<'_, PyAny>, reason: PyErr) -> PyErr {
-    let py = iter.py();
-    let closed = match iter.getattr_opt("close") {
-        Ok(Some(close)) => close.call0().map(drop),
-        Ok(None) => Ok(()),
-        Err(err) => Err(err),
-    };
-    if let Err(close_error) = closed {
-        reason.set_cause(py, Some(close_error));
+/// Calls `iter.close()` if it has one. `Ok` also when it has none.
+fn close(iter: &Bound<'_, PyAny>) -> PyResult<()> {
+    match iter.getattr_opt("close")? {
+        Some(close) => close.call0().map(drop),
+        None => Ok(()),
     }
-    reason
 }
 
-/// The error for an awaitable that asked for an event loop by yielding `item`.
-fn needs_event_loop(item: &Bound<'_, PyAny>) -> PyErr {
+/// Closes `iter` after `err` (the `KeyboardInterrupt` of a signal, say) and returns the
+/// error to raise: `err`, or, as in `except: iter.close(); raise`, the error of `close()`
+/// with `err` as its `__context__`.
+fn close_after(iter: &Bound<'_, PyAny>, err: PyErr) -> PyErr {
+    match close(iter) {
+        Ok(()) => err,
+        Err(close_error) => {
+            let py = iter.py();
+            // Best effort: the error of close() is raised either way.
+            let _ = close_error.value(py).setattr("__context__", err.value(py));
+            close_error
+        }
+    }
+}
+
+/// `iter` yielded `item`, which is not `None`: it wants an event loop. Closes `iter` and
+/// returns the `RuntimeError` to raise (caused by the error of `close()`, if any).
+fn needs_event_loop(iter: &Bound<'_, PyAny>, item: &Bound<'_, PyAny>) -> PyErr {
     let shown = match item.repr() {
         Ok(repr) => repr.to_string(),
-        Err(_) => format!("<{} object>", compat::type_name(item)),
+        Err(_) => compat::type_name(item),
     };
-    PyRuntimeError::new_err(format!(
+    let closed = close(iter);
+    let err = PyRuntimeError::new_err(format!(
         "drive() got {shown} from the awaitable, which needs a running event loop; \
          await it inside an event loop (e.g. under asyncio.run) instead"
-    ))
+    ));
+    if let Err(close_error) = closed {
+        err.set_cause(iter.py(), Some(close_error));
+    }
+    err
 }
 
 // ANCHOR: drive
@@ -130,12 +144,17 @@ pub fn drive<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> 
             Step::Returned(value) => return Ok(value),
             // A bare `yield`: resume at once, after letting Ctrl-C through.
             Step::Yielded(item) if item.is_none() => {
-                if let Err(interrupt) = py.check_signals() {
-                    return Err(close_because(&iter, interrupt));
+                if let Err(interrupted) = py.check_signals() {
+                    return Err(close_after(&iter, interrupted));
                 }
             }
-            Step::Yielded(item) => return Err(close_because(&iter, needs_event_loop(&item))),
+            Step::Yielded(item) => return Err(needs_event_loop(&iter, &item)),
         }
     }
 }
 // ANCHOR_END: drive
+
+/// Adds `drive` to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(drive, m)?)
+}

@@ -107,3 +107,10 @@ pub fn count_primes(n: i64) -> PyResult<RustFuture> {
     }))
 }
 // ANCHOR_END: count_primes
+
+/// Adds `sleep`, `count_primes` and `live_futures` to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(count_primes, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::bridge::live_futures, m)?)
+}

@@ -1,18 +1,32 @@
-//! Python awaitables written in Rust with today's PyO3: `#[pymethods]` with the
-//! coroutine protocol's magic methods, and the `Bound` API.
+//! `pyo3_modern_pymethods`: Python awaitables in Rust, written with today's PyO3 —
+//! `#[pyclass]` + `#[pymethods]` with the coroutine protocol's magic methods
+//! (`__await__`, `__iter__`, `__next__`) next to `send`/`throw`/`close`, and the `Bound` API.
 //!
-//! The sibling crate `pyo3-0.12-pyproto` implements the same module with the PyO3 0.12
-//! idioms of late 2020; each file here has a namesake there.
+//! * [`driver`]: `drive(awaitable)`, `await` re-created in Rust without an event loop.
+//! * [`coroutine`]: `RustCoroutine`, a coroutine class written in Rust (`ready`, `countdown`).
+//! * [`delegate`]: `delegate(awaitable)`, `await` re-implemented in Rust inside a loop.
+//! * [`bridge`] and [`futures`]: Rust futures as Python awaitables (`RustFuture`,
+//!   `sleep`, `count_primes`, `live_futures`).
+//! * [`baselines`]: the same futures as the ecosystem writes them (PyO3 `async fn`,
+//!   pyo3-async-runtimes), to compare against.
+//! * [`compat`]: what differs between CPython versions.
+//!
+//! Each file has a namesake in the sibling crate `pyo3-0.12-pyproto`, which builds the
+//! same module with the PyO3 0.12 idioms of late 2020.
 
-mod baselines;
-mod bridge;
-mod compat;
-mod coroutine;
-mod delegate;
-mod driver;
-mod futures;
+pub mod baselines;
+pub mod bridge;
+pub mod compat;
+pub mod coroutine;
+pub mod delegate;
+pub mod driver;
+pub mod futures;
 
 use pyo3::prelude::*;
+
+use crate::bridge::RustFuture;
+use crate::coroutine::RustCoroutine;
+use crate::delegate::RustAwait;
 
 // ANCHOR: module
 /// Python awaitables written in Rust with PyO3's #[pymethods].
@@ -20,20 +34,23 @@ use pyo3::prelude::*;
 fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PYO3_VERSION", env!("PYO3_VERSION"))?;
     m.add("ERA", "pymethods")?;
-    m.add_function(wrap_pyfunction!(driver::drive, m)?)?;
-    m.add_class::<coroutine::RustCoroutine>()?;
-    m.add_function(wrap_pyfunction!(coroutine::ready, m)?)?;
-    m.add_function(wrap_pyfunction!(coroutine::countdown, m)?)?;
-    m.add_class::<delegate::RustAwait>()?;
-    m.add_function(wrap_pyfunction!(delegate::delegate, m)?)?;
-    m.add_class::<bridge::RustFuture>()?;
-    m.add_function(wrap_pyfunction!(futures::sleep, m)?)?;
-    m.add_function(wrap_pyfunction!(futures::count_primes, m)?)?;
-    m.add_function(wrap_pyfunction!(bridge::live_futures, m)?)?;
-    compat::register_coroutine_abc(&m.py().get_type::<coroutine::RustCoroutine>())?;
-    compat::register_coroutine_abc(&m.py().get_type::<delegate::RustAwait>())?;
-    compat::register_coroutine_abc(&m.py().get_type::<bridge::RustFuture>())?;
+    driver::register(m)?; // drive
+    coroutine::register(m)?; // ready, countdown
+    delegate::register(m)?; // delegate
+    futures::register(m)?; // sleep, count_primes, live_futures
     m.add_submodule(&baselines::module(m.py())?)?;
+
+    m.add_class::<RustCoroutine>()?;
+    m.add_class::<RustAwait>()?;
+    m.add_class::<RustFuture>()?;
+    // asyncio.iscoroutine, create_task, ensure_future and gather accept them.
+    for class in [
+        m.py().get_type::<RustCoroutine>(),
+        m.py().get_type::<RustAwait>(),
+        m.py().get_type::<RustFuture>(),
+    ] {
+        compat::register_coroutine_abc(&class)?;
+    }
     Ok(())
 }
 // ANCHOR_END: module
