@@ -7,6 +7,10 @@
 //!    not know about that flag and would happily produce the broken module.
 //! 2. Exports the PyO3 version recorded in `Cargo.lock` as the compile-time environment
 //!    variable `PYO3_0_12_PYPROTO_PYO3_VERSION` (the module's `PYO3_VERSION`).
+//! 3. Sets `cfg(pyiter_check_is_function)` for CPython 3.8+, whose `PyIter_Check` is an
+//!    exported function. PyO3 0.12's `ffi::PyIter_Check` is the 3.7 macro, which links
+//!    `_PyObject_NextNotImplemented`, a symbol CPython 3.13 no longer exports (importing
+//!    the module would fail with "undefined symbol").
 //!
 //! The interpreter is found the way PyO3 0.12's build script finds it (`PYO3_PYTHON`,
 //! then `PYTHON_SYS_EXECUTABLE`, then `python` / `python3` on `PATH`); maturin sets
@@ -28,12 +32,18 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
-    if let Some(reason) = free_threaded_target() {
+    println!("cargo:rustc-check-cfg=cfg(pyiter_check_is_function)");
+    let target = target_interpreter();
+    if target.as_ref().is_none_or(|t| t.minor >= 8) {
+        println!("cargo:rustc-cfg=pyiter_check_is_function");
+    }
+
+    if let Some(reason) = free_threaded_target(target.as_ref()) {
         eprintln!(
             "error: pyo3-0-12-pyproto cannot be built for a free-threaded Python ({reason}).\n\
              PyO3 0.12's object layout (PyObject header, reference counting) predates PEP 703 \
              free-threading (Py_GIL_DISABLED); the extension would corrupt memory. \
-             Build it for a GIL-enabled CPython 3.7-3.13 instead, or use the \
+             Build it for a GIL-enabled CPython instead, or use the \
              pyo3-modern-pymethods crate."
         );
         process::exit(1);
@@ -47,8 +57,40 @@ fn main() {
     println!("cargo:rustc-env=PYO3_0_12_PYPROTO_PYO3_VERSION={version}");
 }
 
+/// What `build.rs` needs to know about the interpreter the module is built for.
+struct Target {
+    python: PathBuf,
+    minor: u32,
+    gil_disabled: bool,
+}
+
+fn target_interpreter() -> Option<Target> {
+    let python = interpreter()?;
+    let output = Command::new(&python)
+        .args([
+            "-c",
+            "import sys, sysconfig; \
+             print(sys.version_info[1], sysconfig.get_config_var('Py_GIL_DISABLED'))",
+        ])
+        .output()
+        .ok()?;
+    // An interpreter that cannot run is PyO3's build script's problem to report.
+    if !output.status.success() {
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut fields = stdout.split_whitespace();
+    let minor = fields.next()?.parse().ok()?;
+    let gil_disabled = fields.next() == Some("1");
+    Some(Target {
+        python,
+        minor,
+        gil_disabled,
+    })
+}
+
 /// `Some(reason)` when the target interpreter is a free-threaded build.
-fn free_threaded_target() -> Option<String> {
+fn free_threaded_target(target: Option<&Target>) -> Option<String> {
     if let Some(config) = env::var_os("PYO3_CONFIG_FILE") {
         // Newer PyO3 config files (also written by maturin) list the build flags.
         let text = fs::read_to_string(&config).unwrap_or_default();
@@ -62,20 +104,11 @@ fn free_threaded_target() -> Option<String> {
             ));
         }
     }
-    let python = interpreter()?;
-    let output = Command::new(&python)
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED'))",
-        ])
-        .output()
-        .ok()?;
-    // An interpreter that cannot run is PyO3's build script's problem to report.
-    let flag = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    (output.status.success() && flag == "1").then(|| {
+    let target = target?;
+    target.gil_disabled.then(|| {
         format!(
             "{} reports sysconfig Py_GIL_DISABLED = 1",
-            python.display()
+            target.python.display()
         )
     })
 }
@@ -90,7 +123,9 @@ fn interpreter() -> Option<PathBuf> {
             Command::new(bin)
                 .arg("--version")
                 .output()
-                .map(|out| out.stdout.starts_with(b"Python 3") || out.stderr.starts_with(b"Python 3"))
+                .map(|out| {
+                    out.stdout.starts_with(b"Python 3") || out.stderr.starts_with(b"Python 3")
+                })
                 .unwrap_or(false)
         })
         .map(PathBuf::from)
