@@ -30,6 +30,7 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::IntoPyObjectExt;
 
 use crate::compat;
@@ -198,9 +199,12 @@ impl LoopWaker {
 
     /// Run by the loop when the socket is readable: polls every woken task.
     fn run_woken(&self, py: Python<'_>) {
-        self.signalled.store(false, Ordering::Release);
+        // Drain first, then clear the flag, then take the queue: a wake-up after the
+        // drain either lands in this batch (flag still set, no byte written) or writes
+        // a fresh byte once the flag is clear, so no wake-up is ever lost.
         let mut buffer = [0u8; 64];
         while matches!((&self.receiver).read(&mut buffer), Ok(n) if n > 0) {}
+        self.signalled.store(false, Ordering::Release);
         let woken = std::mem::take(&mut *lock(&self.queue));
         for task_waker in woken.iter().filter_map(Weak::upgrade) {
             task_waker.queued.store(false, Ordering::Release);
@@ -406,6 +410,25 @@ impl RustFuture {
 
     fn __repr__(&self) -> String {
         format!("<RustFuture {}>", self.state.name())
+    }
+
+    /// The waiter's done-callbacks reference the awaiting Task, which references this
+    /// object: the garbage collector must see that edge to free an abandoned Task.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(slot) = self.task.slot.try_lock() {
+            match &*slot {
+                Slot::Pending { waiter: Some(waiter), .. } => visit.call(waiter)?,
+                Slot::Ready(Ok(value)) => visit.call(value)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.state = State::Finished;
+        let gone = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
+        drop(gone);
     }
 }
 // ANCHOR_END: pymethods

@@ -12,6 +12,7 @@ use pyo3::exceptions::{PyGeneratorExit, PyStopIteration};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
 use crate::coroutine::{
@@ -256,6 +257,17 @@ impl RustAwait {
 
     fn __repr__(&self) -> String {
         format!("<RustAwait {}>", self.state.name())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(inner) = &self.inner {
+            visit.call(inner)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.inner = None;
     }
 }
 // ANCHOR_END: pymethods

@@ -1,0 +1,247 @@
+"""Contract section 4: Rust futures awaited from asyncio (``RustFuture``)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+PRIMES_BELOW_20M = 1_270_607
+
+
+def run(coro_factory, loop_factory=None):
+    """asyncio.run, optionally on another loop implementation (uvloop)."""
+    if loop_factory is None:
+        return asyncio.run(coro_factory())
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(coro_factory())
+    finally:
+        loop.close()
+
+
+def uvloop_factory():
+    uvloop = pytest.importorskip("uvloop", reason="uvloop does not install on this Python")
+    return uvloop.new_event_loop
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_factory(request):
+    return None if request.param == "asyncio" else uvloop_factory()
+
+
+def test_sleep_returns_value_in_completion_order(era, loop_factory):
+    finished = []
+
+    async def timed(delay, label):
+        value = await era.sleep(delay, label)
+        finished.append(value)
+        return value
+
+    async def main():
+        return await asyncio.gather(timed(0.06, "slow"), timed(0.0, "now"), timed(0.03, "mid"))
+
+    assert run(main, loop_factory) == ["slow", "now", "mid"]
+    assert finished == ["now", "mid", "slow"]
+
+
+def test_sleep_takes_its_time(era):
+    async def main():
+        start = time.monotonic()
+        assert await era.sleep(0.05) is None
+        return time.monotonic() - start
+
+    assert run(main) >= 0.045
+
+
+def test_ten_thousand_concurrent_sleeps(era, loop_factory):
+    before = era.live_futures()
+
+    async def main():
+        return await asyncio.gather(*(era.sleep(0.001 * (i % 5), i) for i in range(10_000)))
+
+    assert run(main, loop_factory) == list(range(10_000))
+    assert era.live_futures() == before
+
+
+@pytest.mark.parametrize("seconds", [-1, -0.001, math.nan, math.inf, -math.inf])
+def test_sleep_rejects_bad_durations(era, seconds):
+    with pytest.raises(ValueError):
+        era.sleep(seconds)
+
+
+def test_count_primes(era):
+    async def main():
+        return await era.count_primes(100), await era.count_primes(0), await era.count_primes(3)
+
+    assert run(main) == (25, 0, 1)
+    with pytest.raises(ValueError):
+        era.count_primes(-1)
+
+
+def test_event_loop_keeps_ticking_during_count(era, loop_factory):
+    async def main():
+        ticks = 0
+        count = asyncio.ensure_future(era.count_primes(20_000_000))
+        while not count.done():
+            ticks += 1
+            await asyncio.sleep(0)
+        return ticks, count.result()
+
+    ticks, result = run(main, loop_factory)
+    assert result == PRIMES_BELOW_20M
+    assert ticks > 10  # the loop ran many times while the worker counted
+
+
+def test_cancellation_drops_the_future_at_once(era, loop_factory):
+    before = era.live_futures()
+
+    async def main():
+        task = asyncio.ensure_future(era.sleep(60))
+        await asyncio.sleep(0.01)
+        assert era.live_futures() == before + 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Within one loop iteration of the cancellation.
+        return era.live_futures()
+
+    assert run(main, loop_factory) == before
+
+
+def test_cancelled_count_stops_its_worker(era):
+    async def main():
+        task = asyncio.ensure_future(era.count_primes(2**40))  # minutes of work
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main)
+    time.sleep(0.02)  # a few milliseconds for the worker to see its flag
+    cpu = time.process_time()
+    time.sleep(0.3)
+    assert time.process_time() - cpu < 0.1, "the worker thread is still counting"
+
+
+def test_needs_a_running_loop(era):
+    future = era.sleep(0.01)
+    with pytest.raises(RuntimeError, match="event loop"):
+        era.drive(future)
+    with pytest.raises(RuntimeError, match="event loop"):
+        era.sleep(0).send(None)
+
+
+def test_awaited_twice(era):
+    async def main():
+        future = era.sleep(0, "once")
+        assert await future == "once"
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            await future
+
+    run(main)
+
+
+def test_create_task_accepts_rust_futures(era):
+    async def main():
+        return await asyncio.create_task(era.sleep(0.001, "task"))
+
+    assert run(main) == "task"
+
+
+def test_six_loops_in_six_threads(era):
+    results = {}
+
+    def worker(index):
+        async def main():
+            values = await asyncio.gather(
+                *(era.sleep(0.0005 * (i % 4), (index, i)) for i in range(3000))
+            )
+            return values
+
+        results[index] = asyncio.run(main())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(results) == list(range(6))
+    for index, values in results.items():
+        assert values == [(index, i) for i in range(3000)]
+
+
+def test_reference_counts_and_live_futures_stay_flat(era):
+    value = object()
+    before_live = era.live_futures()
+
+    async def churn():
+        for _ in range(200):
+            await era.sleep(0, value)
+            await era.sleep(0.0001, value)
+            task = asyncio.ensure_future(era.sleep(10, value))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run(churn)  # warm-up
+    gc.collect()
+    before = sys.getrefcount(value)
+    for _ in range(3):
+        run(churn)
+    gc.collect()
+    assert sys.getrefcount(value) == before
+    assert era.live_futures() == before_live
+
+
+def test_loop_closed_under_a_pending_future(era):
+    """A future that completes after its loop closed is dropped quietly."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, time, gc
+        import {era.__name__} as era
+
+        loop = asyncio.new_event_loop()
+        tasks = [loop.create_task(era.sleep(0.05, i)) for i in range(100)]
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        time.sleep(0.2)  # the timers fire after the loop closed
+        del tasks
+        gc.collect()
+        print("exited cleanly", era.live_futures())
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "exited cleanly 0"
+    assert "Traceback" not in proc.stderr
+    assert "Fatal Python error" not in proc.stderr
+    # asyncio itself reports each destroyed pending task once; no storm beyond that.
+    assert proc.stderr.count("\n") <= 100 * 4
+
+
+def test_baselines_return_the_same_values(era):
+    if era.ERA != "pymethods":
+        pytest.skip("the baselines (PyO3 async fn, pyo3-async-runtimes) need today's PyO3")
+    from pyo3_modern_pymethods import baselines
+
+    async def main():
+        return (
+            await baselines.ready_async_fn("r"),
+            await baselines.sleep_async_fn(0.001, "s"),
+            await baselines.sleep_future_into_py(0.001, "f"),
+            await baselines.sleep_async_fn(0),
+            await era.sleep(0.001, "s"),
+        )
+
+    assert run(main) == ("r", "s", "f", None, "s")
