@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the guide (docs/, an mdBook) into docs/book/.
+#
+# mdBook itself is installed on first use, from crates.io with cargo, into
+# target/tools/bin (nothing outside the repository is touched); it is re-installed only
+# when that binary is missing or is not MDBOOK_VERSION.
+#
+# Fails (non-zero exit) when mdBook fails, when it reports an error (mdBook only logs a
+# missing {{#include}} file and goes on), or when an include is left unexpanded in the
+# rendered HTML. Anchors are checked by shared-tests/test_docs.py (mdBook silently
+# includes nothing for an anchor it cannot find).
+set -euo pipefail
+
+MDBOOK_VERSION=0.5.4
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+tools="$root/target/tools"
+mdbook="$tools/bin/mdbook"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+installed_version() {
+    [ -x "$mdbook" ] || return 0
+    "$mdbook" --version 2>/dev/null | awk '{print $2}' | sed 's/^v//'
+}
+
+if [ "$(installed_version)" != "$MDBOOK_VERSION" ]; then
+    say "installing mdbook $MDBOOK_VERSION into $tools (cargo install, once)"
+    # A build directory of its own: independent of whatever CARGO_TARGET_DIR says.
+    CARGO_TARGET_DIR="$tools/build" \
+        cargo install mdbook --version "$MDBOOK_VERSION" --locked --root "$tools"
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+say "building the guide with $("$mdbook" --version) into docs/book"
+status=0
+"$mdbook" build docs 2>&1 | tee "$log" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "error: mdbook build failed (exit $status)" >&2
+    exit "$status"
+fi
+if grep -E '\bERROR\b' "$log" >/dev/null; then
+    echo "error: mdbook reported errors (see above); a missing include file is one" >&2
+    exit 1
+fi
+left=$(grep -rl --include='*.html' -F '{{#include' docs/book || true)
+if [ -n "$left" ]; then
+    echo "error: unexpanded {{#include}} in the rendered guide:" >&2
+    echo "$left" >&2
+    exit 1
+fi
+say "the guide is in docs/book/index.html"
