@@ -57,5 +57,9 @@ def outcome(action):
         return ("return", stop.value)
     except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
         cause = exc.__cause__
-        return ("raise", type(exc), str(exc), type(cause) if cause is not None else None)
+        try:
+            text = str(exc)
+        except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+            text = "<str() failed>"
+        return ("raise", type(exc), text, type(cause) if cause is not None else None)
     return ("yield", result)
