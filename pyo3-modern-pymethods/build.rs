@@ -33,6 +33,7 @@ fn pyo3_version(lock: &str, me: &str) -> Option<String> {
 }
 
 fn main() {
+    pyo3_build_config::use_pyo3_cfgs();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let me = std::env::var("CARGO_PKG_NAME").unwrap();
     let lock = find_lock(&manifest).expect("Cargo.lock not found above the crate");

@@ -43,6 +43,8 @@ fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RustCoroutine>()?;
     m.add_class::<RustAwait>()?;
     m.add_class::<RustFuture>()?;
+    // The fast path of a step that returns (see `coroutine::am_send`); a test checks it.
+    m.setattr("_AM_SEND", coroutine::install_am_send(m.py()))?;
     // asyncio.iscoroutine, create_task, ensure_future and gather accept them.
     for class in [
         m.py().get_type::<RustCoroutine>(),
