@@ -11,6 +11,9 @@
 //!    exported function. PyO3 0.12's `ffi::PyIter_Check` is the 3.7 macro, which links
 //!    `_PyObject_NextNotImplemented`, a symbol CPython 3.13 no longer exports (importing
 //!    the module would fail with "undefined symbol").
+//! 4. Sets `cfg(py_enter_recursive_call_is_function)` for CPython 3.9+, which exports
+//!    `Py_EnterRecursiveCall` / `Py_LeaveRecursiveCall` as functions; on 3.7 and 3.8
+//!    they are macros over the thread state, which `src/compat.rs` re-creates.
 //!
 //! The interpreter is found the way PyO3 0.12's build script finds it (`PYO3_PYTHON`,
 //! then `PYTHON_SYS_EXECUTABLE`, then `python` / `python3` on `PATH`); maturin sets
@@ -33,11 +36,16 @@ fn main() {
     }
 
     println!("cargo:rustc-check-cfg=cfg(pyiter_check_is_function)");
+    println!("cargo:rustc-check-cfg=cfg(py_enter_recursive_call_is_function)");
     let target = target_interpreter();
     if target.as_ref().is_none_or(|t| t.minor >= 8) {
         println!("cargo:rustc-cfg=pyiter_check_is_function");
     }
+    if target.as_ref().is_none_or(|t| t.minor >= 9) {
+        println!("cargo:rustc-cfg=py_enter_recursive_call_is_function");
+    }
 
+    // ANCHOR: free_threaded
     if let Some(reason) = free_threaded_target(target.as_ref()) {
         eprintln!(
             "error: pyo3-0-12-pyproto cannot be built for a free-threaded Python ({reason}).\n\
@@ -48,6 +56,7 @@ fn main() {
         );
         process::exit(1);
     }
+    // ANCHOR_END: free_threaded
 
     let version = pyo3_version();
     if !version.starts_with("0.12.") {

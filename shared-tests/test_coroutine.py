@@ -136,6 +136,7 @@ def apply(coro, op):
     return outcome(coro.close)
 
 
+# ANCHOR: stop_iteration
 def test_throw_stop_iteration(era):
     """PEP 479: a StopIteration thrown into a suspended coroutine leaves it as
     RuntimeError. Into a just-started one, CPython 3.12+ lets it out unchanged (the frame
@@ -144,12 +145,18 @@ def test_throw_stop_iteration(era):
     started.send(None)
     assert outcome(lambda: started.throw(StopIteration("s"))) == (
         "raise", RuntimeError, "coroutine raised StopIteration", StopIteration)
+    with pytest.raises(RuntimeError) as info:
+        again = era.countdown(2, None)
+        again.send(None)
+        again.throw(StopIteration("x"))
+    assert info.value.__context__ is info.value.__cause__
     native = native_countdown(2, None)
     try:
         assert outcome(lambda: era.countdown(2, None).throw(StopIteration("s"))) == outcome(
             lambda: native.throw(StopIteration("s")))
     finally:
         native.close()
+# ANCHOR_END: stop_iteration
 
 
 @pytest.mark.parametrize("seed", range(300))

@@ -133,6 +133,7 @@ def test_non_awaitable_raises_at_call(era):
         era.delegate(3)
 
 
+# ANCHOR: every_kind
 def test_awaits_every_kind(era):
     async def main():
         return [
@@ -144,6 +145,7 @@ def test_awaits_every_kind(era):
         ]
 
     assert asyncio.run(main()) == ["native", "sleep", "rust", "nested", 5]
+# ANCHOR_END: every_kind
 
 
 def test_is_a_coroutine_for_asyncio(era):
@@ -154,6 +156,7 @@ def test_is_a_coroutine_for_asyncio(era):
     assert asyncio.run(era.delegate(asyncio.sleep(0, "run"))) == "run"
 
 
+# ANCHOR: cancellation
 def test_cancellation_reaches_inner(era):
     seen = []
 
@@ -173,6 +176,7 @@ def test_cancellation_reaches_inner(era):
 
     asyncio.run(main())
     assert seen == ["cancelled"]
+# ANCHOR_END: cancellation
 
 
 def test_reuse_after_finish(era):

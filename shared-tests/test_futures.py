@@ -86,6 +86,7 @@ def test_count_primes(era):
         era.count_primes(-1)
 
 
+# ANCHOR: ticking
 def test_event_loop_keeps_ticking_during_count(era, loop_factory):
     async def main():
         ticks = 0
@@ -98,8 +99,10 @@ def test_event_loop_keeps_ticking_during_count(era, loop_factory):
     ticks, result = run(main, loop_factory)
     assert result == PRIMES_BELOW_20M
     assert ticks > 10  # the loop ran many times while the worker counted
+# ANCHOR_END: ticking
 
 
+# ANCHOR: cancellation
 def test_cancellation_drops_the_future_at_once(era, loop_factory):
     before = era.live_futures()
 
@@ -114,6 +117,7 @@ def test_cancellation_drops_the_future_at_once(era, loop_factory):
         return era.live_futures()
 
     assert run(main, loop_factory) == before
+# ANCHOR_END: cancellation
 
 
 def test_cancelled_count_stops_its_worker(era):
@@ -156,6 +160,7 @@ def test_create_task_accepts_rust_futures(era):
     assert run(main) == "task"
 
 
+# ANCHOR: six_loops
 def test_six_loops_in_six_threads(era):
     results = {}
 
@@ -176,6 +181,7 @@ def test_six_loops_in_six_threads(era):
     assert sorted(results) == list(range(6))
     for index, values in results.items():
         assert values == [(index, i) for i in range(3000)]
+# ANCHOR_END: six_loops
 
 
 def test_reference_counts_and_live_futures_stay_flat(era):

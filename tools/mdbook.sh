@@ -5,10 +5,10 @@
 # target/tools/bin (nothing outside the repository is touched); it is re-installed only
 # when that binary is missing or is not MDBOOK_VERSION.
 #
-# Fails (non-zero exit) when mdBook fails, when it reports an error (mdBook only logs a
-# missing {{#include}} file and goes on), or when an include is left unexpanded in the
-# rendered HTML. Anchors are checked by shared-tests/test_docs.py (mdBook silently
-# includes nothing for an anchor it cannot find).
+# Fails (non-zero exit) when an include names a missing file or anchor, or a chapter is
+# missing (checked first by shared-tests/test_docs.py run as a script: mdBook itself
+# only logs a missing file and silently includes nothing for a missing anchor), when
+# mdBook fails or reports an error, or when an include is left unexpanded in the HTML.
 set -euo pipefail
 
 MDBOOK_VERSION=0.5.4
@@ -24,6 +24,14 @@ installed_version() {
     [ -x "$mdbook" ] || return 0
     "$mdbook" --version 2>/dev/null | awk '{print $2}' | sed 's/^v//'
 }
+
+python=$(command -v python3 || command -v python || true)
+if [ -n "$python" ]; then
+    say "checking includes, anchors, chapters and links (shared-tests/test_docs.py)"
+    "$python" shared-tests/test_docs.py
+else
+    echo "warning: no python3 on PATH: includes and anchors not checked before the build" >&2
+fi
 
 if [ "$(installed_version)" != "$MDBOOK_VERSION" ]; then
     say "installing mdbook $MDBOOK_VERSION into $tools (cargo install, once)"
@@ -42,7 +50,7 @@ if [ "$status" -ne 0 ]; then
     echo "error: mdbook build failed (exit $status)" >&2
     exit "$status"
 fi
-if grep -E '\bERROR\b' "$log" >/dev/null; then
+if grep -q 'ERROR' "$log"; then
     echo "error: mdbook reported errors (see above); a missing include file is one" >&2
     exit 1
 fi

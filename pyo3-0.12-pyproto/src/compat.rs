@@ -58,17 +58,27 @@
 //!   (`PYTHONMALLOC=malloc`) reports the invalid reads on 3.10–3.13 (`am_send` in
 //!   `PyIter_Send` everywhere, `tp_versions_used` on 3.13), and without valgrind awaiting
 //!   a `RustCoroutine` under asyncio segfaults on 3.10–3.13.
+//! * (d) On every version, not only 3.10+: PyO3 0.12's `tp_dealloc` frees a garbage-
+//!   collected object (`#[pyclass(gc)]`: `RustCoroutine`, `RustAwait`, `RustFuture`)
+//!   without untracking it first; a collection started while its fields are dropped
+//!   (by a `__del__`) then crashes. [`ready_type_with_fixes`] installs a `tp_dealloc`
+//!   that untracks first ([`dealloc_untracked`]); the switch (c) leaves it on.
 //!
 //! Free-threaded builds (3.13t+, `Py_GIL_DISABLED`) are refused at build time by
 //! `build.rs`: PyO3 0.12's object header predates PEP 703.
 //!
 //! # Wording that differs between versions
 //!
-//! [`not_awaitable_message`], [`throw_arity_message`], [`warn_legacy_throw_signature`]
-//! and [`unstarted_throw_converts_stop_iteration`] reproduce what the running
-//! interpreter's own coroutines do; [`init`] records the
-//! running version (the module is built per interpreter, but asking at run time keeps
-//! one code path).
+//! [`not_awaitable_message`], [`bad_await_result_message`], [`throw_arity_message`],
+//! [`warn_legacy_throw_signature`], [`unstarted_throw_converts_stop_iteration`] and
+//! [`thrown_stop_iteration_returns_from_await`] reproduce what the running interpreter's
+//! own coroutines do; [`init`] records the running version (the module is built per
+//! interpreter, but asking at run time keeps one code path).
+//!
+//! # C-level checks PyO3 0.12 has no wrapper for
+//!
+//! [`is_iterator`] (`PyIter_Check`), [`is_coroutine`], and [`enter_recursive_call`] /
+//! [`leave_recursive_call`] (`Py_EnterRecursiveCall`, a macro before CPython 3.9).
 
 #![warn(unsafe_op_in_unsafe_fn)]
 
@@ -78,15 +88,22 @@ use std::mem::{align_of, size_of};
 use std::os::raw::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::{AsPyPointer, PyClass};
+use pyo3::types::PyType;
+use pyo3::{AsPyPointer, PyClass, PyNativeType};
+
+/// `CO_ITERABLE_COROUTINE`: the code flag `types.coroutine` sets on a generator
+/// function so that its generators may be awaited.
+const CO_ITERABLE_COROUTINE: i64 = ffi::CO_ITERABLE_COROUTINE as i64;
 
 /// The PyO3 release this module was compiled against, as resolved in `Cargo.lock`
 /// (exported by `build.rs`).
 pub const PYO3_VERSION: &str = env!("PYO3_0_12_PYPROTO_PYO3_VERSION");
 
+// ANCHOR: unfixed_switch
 /// Set to `1` to disable the fixes of this module (see the module documentation).
 pub const UNFIXED_ENV: &str = "PYO3_0_12_PYPROTO_UNFIXED";
 
@@ -108,6 +125,7 @@ pub fn init(py: Python) -> PyResult<()> {
     PYTHON_VERSION.store(major << 8 | minor, Ordering::Relaxed);
     Ok(())
 }
+// ANCHOR_END: unfixed_switch
 
 /// Whether the running interpreter is at least `major.minor`.
 pub fn python_at_least(major: u32, minor: u32) -> bool {
@@ -169,6 +187,64 @@ pub fn not_awaitable_message(obj: &PyAny) -> String {
     }
 }
 
+/// A type's fully qualified name as CPython 3.13+ formats it in messages (`%T`):
+/// `module.qualname`, with the module left out for `builtins` and `__main__`.
+fn qualified_type_name(obj: &PyAny) -> PyResult<String> {
+    let ty = obj.get_type();
+    let module: String = ty.getattr("__module__")?.extract()?;
+    let qualname: String = ty.getattr("__qualname__")?.extract()?;
+    Ok(match module.as_str() {
+        "builtins" | "__main__" => qualname,
+        _ => format!("{}.{}", module, qualname),
+    })
+}
+
+/// The `TypeError` message for an `__await__` that returned `result`, which is not an
+/// iterator (`coroutine` says whether it is a coroutine instead), worded as the running
+/// interpreter words it.
+pub fn bad_await_result_message(
+    awaitable: &PyAny,
+    result: &PyAny,
+    coroutine: bool,
+) -> PyResult<String> {
+    Ok(if python_at_least(3, 15) {
+        format!(
+            "{}.__await__() must return an iterator, not {}",
+            qualified_type_name(awaitable)?,
+            qualified_type_name(result)?
+        )
+    } else if coroutine {
+        "__await__() returned a coroutine".to_owned()
+    } else {
+        format!(
+            "__await__() returned non-iterator of type '{}'",
+            type_name(result)
+        )
+    })
+}
+
+/// Native coroutines, and generators marked by `types.coroutine`: what `__await__`
+/// must not return (PEP 492), and what `await` accepts without calling `__await__`.
+pub fn is_coroutine(obj: &PyAny) -> PyResult<bool> {
+    // SAFETY: type checks of a live object: they read only its type pointer, and take
+    // the address of libpython's `PyCoro_Type` static without reading it (PyO3 0.12's
+    // `ffi` has `PyCoro_Check` only, not `PyCoro_CheckExact`).
+    let (coro, generator) = unsafe {
+        (
+            ffi::Py_TYPE(obj.as_ptr()) == ptr::addr_of_mut!(ffi::PyCoro_Type),
+            ffi::PyGen_Check(obj.as_ptr()) != 0,
+        )
+    };
+    Ok(coro || (generator && is_iterable_coroutine_generator(obj)?))
+}
+
+/// A generator made by a `types.coroutine` generator function.
+pub fn is_iterable_coroutine_generator(obj: &PyAny) -> PyResult<bool> {
+    // Through the attributes: the code object's C layout changed in 3.11.
+    let flags: i64 = obj.getattr("gi_code")?.getattr("co_flags")?.extract()?;
+    Ok(flags & CO_ITERABLE_COROUTINE != 0)
+}
+
 /// The `TypeError` message of `coro.throw(*args)` with a wrong number of arguments,
 /// or `None` when `nargs` is within 1..=3.
 pub fn throw_arity_message(nargs: usize) -> Option<String> {
@@ -204,10 +280,174 @@ pub fn unstarted_throw_converts_stop_iteration() -> bool {
     !python_at_least(3, 12)
 }
 
+/// The value a finished iterator returned: `StopIteration.value`.
+pub fn stop_iteration_value(py: Python, err: PyErr) -> PyResult<PyObject> {
+    Ok(err.instance(py).getattr("value")?.into())
+}
+
+/// Sets `cause` as `err`'s `__cause__` (which also suppresses its context in tracebacks),
+/// as `raise err from cause` does. PyO3 0.12's `PyErr` has no `set_cause`.
+pub fn set_cause(py: Python, err: &PyErr, cause: PyErr) {
+    // Best effort: `err` is raised either way. `raise err from cause` inside an
+    // `except` block sets both, as CPython's own PEP 479 conversion does.
+    let instance = err.instance(py);
+    let _ = instance.setattr("__cause__", cause.instance(py));
+    let _ = instance.setattr("__context__", cause.instance(py));
+}
+
+/// Whether a `StopIteration` thrown into a coroutine suspended in `await` (whose
+/// awaited iterator has no `throw`) ends the `await`, with the exception's value as its
+/// result. CPython 3.12's `CLEANUP_THROW` made it so; before, it left the coroutine as a
+/// `RuntimeError` (PEP 479).
+pub fn thrown_stop_iteration_returns_from_await() -> bool {
+    python_at_least(3, 12)
+}
+
+/// Registers `cls` as a virtual subclass of `collections.abc.Coroutine`, which is what
+/// `asyncio.iscoroutine` (and so `asyncio.run`, `create_task`, `ensure_future` and
+/// `gather`) checks for.
+pub fn register_coroutine_abc(cls: &PyType) -> PyResult<()> {
+    let abc = cls.py().import("collections.abc")?.getattr("Coroutine")?;
+    abc.call_method1("register", (cls,))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// `Py_EnterRecursiveCall` / `Py_LeaveRecursiveCall`, which PyO3 0.12's `ffi` lacks.
+// ---------------------------------------------------------------------------------------
+
+/// Counts a nested call into Python code against the recursion limit (and, on 3.14+,
+/// against the real C stack): `Err(RecursionError)` when it is exceeded, else `Ok`, to
+/// be paired with [`leave_recursive_call`]. `context` completes the message
+/// ("maximum recursion depth exceeded" + `context`).
+pub fn enter_recursive_call(py: Python, context: &CStr) -> PyResult<()> {
+    // SAFETY: called with the GIL held (we have `py`); `context` is a NUL-terminated
+    // string that outlives the call (CPython only formats it into the error message).
+    if unsafe { recursion::enter(context) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(())
+}
+
+/// Pairs a successful [`enter_recursive_call`], on the same thread, GIL held.
+pub fn leave_recursive_call(_py: Python) {
+    // SAFETY: the GIL is held (we have a `Python`), and the caller pairs a successful
+    // `enter_recursive_call` on this thread, whose depth count this gives back.
+    unsafe { recursion::leave() }
+}
+
+/// CPython 3.9+ exports both as functions.
+#[cfg(py_enter_recursive_call_is_function)]
+mod recursion {
+    use std::ffi::CStr;
+    use std::os::raw::{c_char, c_int};
+
+    extern "C" {
+        fn Py_EnterRecursiveCall(context: *const c_char) -> c_int;
+        fn Py_LeaveRecursiveCall();
+    }
+
+    /// # Safety
+    /// GIL held.
+    pub(super) unsafe fn enter(context: &CStr) -> c_int {
+        // SAFETY: the caller holds the GIL; `context` is a live C string.
+        unsafe { Py_EnterRecursiveCall(context.as_ptr()) }
+    }
+
+    /// # Safety
+    /// GIL held, pairing a successful `enter` on this thread.
+    pub(super) unsafe fn leave() {
+        // SAFETY: as the caller guarantees.
+        unsafe { Py_LeaveRecursiveCall() }
+    }
+}
+
+/// CPython 3.7 and 3.8 have only the macros of `ceval.h`, re-created here: they count
+/// in the `recursion_depth` field of the thread state and call `_Py_CheckRecursiveCall`
+/// (exported) once the depth passes `_Py_CheckRecursionLimit` (exported data).
+#[cfg(not(py_enter_recursive_call_is_function))]
+mod recursion {
+    use std::ffi::CStr;
+    use std::os::raw::{c_char, c_int, c_void};
+
+    use pyo3::ffi;
+
+    /// The first fields of `struct _ts` (`PyThreadState`), identical in CPython 3.7
+    /// (`pystate.h`) and 3.8 (`cpython/pystate.h`).
+    #[repr(C)]
+    #[allow(dead_code)] // only the layout matters: the fields before `recursion_depth`
+    struct ThreadStateHead {
+        prev: *mut c_void,
+        next: *mut c_void,
+        interp: *mut c_void,
+        frame: *mut c_void,
+        recursion_depth: c_int,
+        overflowed: c_char,
+        recursion_critical: c_char,
+    }
+
+    extern "C" {
+        static _Py_CheckRecursionLimit: c_int;
+        fn _Py_CheckRecursiveCall(context: *const c_char) -> c_int;
+    }
+
+    fn thread_state() -> *mut ThreadStateHead {
+        // SAFETY: only called by `enter`/`leave`, whose callers hold the GIL, so this
+        // thread has a current thread state (`PyThreadState_Get` never returns NULL then).
+        unsafe { ffi::PyThreadState_Get() }.cast::<ThreadStateHead>()
+    }
+
+    /// `_Py_RecursionLimitLowerWaterMark(limit)`.
+    fn lower_water_mark(limit: c_int) -> c_int {
+        if limit > 200 {
+            limit - 50
+        } else {
+            3 * (limit >> 2)
+        }
+    }
+
+    /// `Py_EnterRecursiveCall(context)`:
+    /// `++tstate->recursion_depth > _Py_CheckRecursionLimit && _Py_CheckRecursiveCall(context)`.
+    ///
+    /// # Safety
+    /// GIL held.
+    pub(super) unsafe fn enter(context: &CStr) -> c_int {
+        let tstate = thread_state();
+        // SAFETY: `tstate` is this thread's live thread state, which starts with the
+        // fields of `ThreadStateHead` on 3.7 and 3.8 (the only versions this module is
+        // compiled for, see `build.rs`); the GIL serialises every access to it. The
+        // limit is plain data of libpython, written only with the GIL held.
+        unsafe {
+            (*tstate).recursion_depth += 1;
+            if (*tstate).recursion_depth > _Py_CheckRecursionLimit {
+                return _Py_CheckRecursiveCall(context.as_ptr());
+            }
+        }
+        0
+    }
+
+    /// `Py_LeaveRecursiveCall()`: `if (--tstate->recursion_depth < lower water mark)
+    /// tstate->overflowed = 0`.
+    ///
+    /// # Safety
+    /// GIL held, pairing a successful `enter` on this thread.
+    pub(super) unsafe fn leave() {
+        let tstate = thread_state();
+        // SAFETY: as in `enter`.
+        unsafe {
+            (*tstate).recursion_depth -= 1;
+            if (*tstate).recursion_depth < lower_water_mark(_Py_CheckRecursionLimit) {
+                (*tstate).overflowed = 0;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Fix (a): a 4-field async table.
 // ---------------------------------------------------------------------------------------
 
+// ANCHOR: async_table
 /// `sendfunc` of CPython 3.10+: `PySendResult (*)(PyObject *iter, PyObject *value, PyObject **result)`.
 pub type SendFunc = unsafe extern "C" fn(
     iter: *mut ffi::PyObject,
@@ -227,6 +467,7 @@ pub struct AsyncMethodsWithSend {
 // The first three fields must line up with PyO3's table, which they replace.
 const _: () = assert!(size_of::<ffi::PyAsyncMethods>() == 3 * size_of::<usize>());
 const _: () = assert!(size_of::<AsyncMethodsWithSend>() == 4 * size_of::<usize>());
+// ANCHOR_END: async_table
 
 // ---------------------------------------------------------------------------------------
 // Fix (b): type objects padded past PyO3 0.12's `PyTypeObject`.
@@ -259,6 +500,7 @@ fn padded_layout() -> Layout {
     Layout::from_size_align(PADDED_SIZE, align_of::<ffi::PyTypeObject>()).expect("valid layout")
 }
 
+// ANCHOR: padded_alloc
 /// The global allocator: `System`, except for padded type objects (fix (b)).
 pub struct TypeObjectPadding;
 
@@ -364,6 +606,7 @@ unsafe impl GlobalAlloc for TypeObjectPadding {
         new_block
     }
 }
+// ANCHOR_END: padded_alloc
 
 /// Disarms the padding when dropped, also on early return or panic.
 struct ArmedPadding;
@@ -381,31 +624,44 @@ impl Drop for ArmedPadding {
     }
 }
 
-/// `m.add_class::<T>()`, with fixes (a) and (b) applied to `T`'s type object unless
-/// [`fixes_enabled`] is false.
+// ANCHOR: apply_fixes
+/// `m.add_class::<T>()`, with the fixes applied to `T`'s type object: (a) and (b)
+/// unless [`fixes_enabled`] is false, (d) always.
 pub fn add_class_with_fixes<T: PyClass>(py: Python, m: &PyModule) -> PyResult<()> {
+    ready_type_with_fixes::<T>(py);
+    m.add_class::<T>()
+}
+
+/// Creates `T`'s type object now, with the fixes, for a class the module uses but does
+/// not export (PyO3 0.12 would otherwise create it, unfixed, on first use). Without
+/// [`fixes_enabled`], (a) and (b) are left out; (d) is applied always.
+pub fn ready_type_with_fixes<T: PyClass>(py: Python) {
+    let type_object = {
+        // Fix (b): PyO3 creates (and `PyType_Ready`s) the type object on first use, in
+        // `LazyStaticType::get_or_init`, with `Box::new(ffi::PyTypeObject_INIT)`: that
+        // allocation is padded. (Already created, e.g. by a second module init: no-op.)
+        let _armed = fixes_enabled().then(ArmedPadding::arm);
+        T::type_object_raw(py)
+    };
+    // Fix (d).
+    // SAFETY: `type_object` is `T`'s live, ready type object; the GIL is held, and no
+    // instance of `T` exists yet that could be deallocated through the old slot.
+    unsafe { untrack_before_dealloc::<T>(type_object) };
     if !fixes_enabled() {
-        return m.add_class::<T>();
-    }
-    {
-        // Fix (b): PyO3 creates (and `PyType_Ready`s) the type object inside `add_class`,
-        // with `Box::new(ffi::PyTypeObject_INIT)`: that allocation is padded.
-        let _armed = ArmedPadding::arm();
-        m.add_class::<T>()?;
+        return;
     }
 
     // Fix (a).
-    let type_object = T::type_object_raw(py);
     // SAFETY: `type_object` is the live, ready type object PyO3 created for `T` (it is
     // never freed); we hold the GIL, so nothing else reads or writes it meanwhile.
-    // `tp_as_async`, when not null, points to PyO3's leaked 3-field table. The new table is
-    // leaked, so it lives as long as the type. No instance of `T` exists yet and `T` has
-    // no subclasses, so no other type holds the old pointer; `PyType_Modified` drops
-    // whatever CPython cached about the type.
+    // `tp_as_async`, when not null, points to PyO3's leaked 3-field table (or to ours,
+    // installed by an earlier call). The new table is leaked, so it lives as long as the
+    // type. No instance of `T` exists yet and `T` has no subclasses, so no other type
+    // holds the old pointer; `PyType_Modified` drops whatever CPython cached about it.
     unsafe {
         let old = (*type_object).tp_as_async;
         if old.is_null() || is_our_table(old) {
-            return Ok(());
+            return;
         }
         let table = Box::leak(Box::new(AsyncMethodsWithSend {
             am_await: (*old).am_await,
@@ -414,16 +670,64 @@ pub fn add_class_with_fixes<T: PyClass>(py: Python, m: &PyModule) -> PyResult<()
             am_send: None,
         }));
         let table: *mut AsyncMethodsWithSend = table;
-        OUR_TABLES.store(table, Ordering::Release);
+        lock_tables().push(table as usize);
         (*type_object).tp_as_async = table.cast::<ffi::PyAsyncMethods>();
         ffi::PyType_Modified(type_object);
     }
-    Ok(())
 }
 
-/// The last table installed by [`add_class_with_fixes`] (a re-import finds it in place).
-static OUR_TABLES: AtomicPtr<AsyncMethodsWithSend> = AtomicPtr::new(ptr::null_mut());
+/// The tables installed by [`ready_type_with_fixes`] (a re-import finds them in place).
+static OUR_TABLES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn lock_tables() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    OUR_TABLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn is_our_table(table: *mut ffi::PyAsyncMethods) -> bool {
-    table.cast::<AsyncMethodsWithSend>() == OUR_TABLES.load(Ordering::Acquire)
+    lock_tables().contains(&(table as usize))
+}
+// ANCHOR_END: apply_fixes
+
+// ---------------------------------------------------------------------------------------
+// Fix (d): untrack a garbage-collected object before freeing it.
+// ---------------------------------------------------------------------------------------
+
+/// Points the `tp_dealloc` of `T`, if it is a garbage-collected class (`#[pyclass(gc)]`),
+/// at [`dealloc_untracked`].
+///
+/// PyO3 0.12's `tp_dealloc` drops the Rust value and frees the object without first
+/// calling `PyObject_GC_UnTrack`, which CPython requires of every GC type: if dropping a
+/// field runs Python code that starts a collection (a `__del__` that allocates, say),
+/// the collector still finds the half-destroyed object in its lists, traverses fields
+/// that are being freed, and the process crashes. (Today's PyO3 untracks first, in
+/// its own `tp_dealloc`.)
+///
+/// # Safety
+/// `type_object` is `T`'s ready type object, the GIL is held, and no instance of `T` is
+/// being deallocated meanwhile.
+unsafe fn untrack_before_dealloc<T: PyClass>(type_object: *mut ffi::PyTypeObject) {
+    // SAFETY: as the caller guarantees: a live type object, read and written under the GIL.
+    unsafe {
+        if ffi::PyType_HasFeature(type_object, ffi::Py_TPFLAGS_HAVE_GC) == 0 {
+            return;
+        }
+        (*type_object).tp_dealloc = Some(dealloc_untracked::<T>);
+        ffi::PyType_Modified(type_object);
+    }
+}
+
+/// `tp_dealloc` of a GC class `T`: untrack, then what PyO3 0.12's own `tp_dealloc` does.
+unsafe extern "C" fn dealloc_untracked<T: PyClass>(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython calls `tp_dealloc` with the GIL held, on an instance of `T` (which
+    // cannot be subclassed) whose reference count reached zero; it is still tracked, as
+    // `PyType_GenericAlloc` tracks every GC object. The rest is PyO3 0.12's own
+    // `tp_dealloc` (`pyo3::pyclass::tp_dealloc`): a `GILPool` for the references the drop
+    // creates, and `PyClassAlloc::dealloc`, which drops the value and frees the object.
+    unsafe {
+        ffi::PyObject_GC_UnTrack(obj.cast());
+        let pool = pyo3::GILPool::new();
+        <T as pyo3::pyclass::PyClassAlloc>::dealloc(pool.python(), obj.cast());
+    }
 }

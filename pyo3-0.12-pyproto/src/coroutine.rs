@@ -2,16 +2,20 @@
 //!
 //! `send`/`throw`/`close` are ordinary `#[pymethods]`; `__await__`, `__iter__` and
 //! `__next__` are slots filled through `#[pyproto]` (`PyAsyncProtocol`,
-//! `PyIterProtocol`). `__next__` returns `IterNextOutput::Return(value)`, which PyO3 turns
-//! into `StopIteration((value,))`, so a tuple or an exception instance survives as
-//! `StopIteration.value`. The states follow a native coroutine's
-//! (`inspect.getcoroutinestate`: created, suspended, closed).
+//! `PyIterProtocol`). A step returns `IterNextOutput::Yield(value)` or
+//! `IterNextOutput::Return(value)`, which PyO3 turns into `StopIteration((value,))`, so a
+//! tuple or an exception instance survives as `StopIteration.value`. The states follow a
+//! native coroutine's (`inspect.getcoroutinestate`: created, suspended, closed).
+//!
+//! The protocol pieces `RustAwait` and `RustFuture` share (states, errors, building the
+//! exception `throw` raises) live here too.
 
-use pyo3::class::iter::IterNextOutput;
+use pyo3::class::iter::{IterNextOutput, PyIterNextOutput};
 use pyo3::exceptions::{
     PyOverflowError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::pycell::PyRefMut;
 use pyo3::types::PyTuple;
 use pyo3::{
     ffi, wrap_pyfunction, AsPyPointer, PyAsyncProtocol, PyGCProtocol, PyIterProtocol, PyNativeType,
@@ -20,17 +24,41 @@ use pyo3::{
 
 use crate::compat;
 
-/// What a step of the coroutine does: yield a value, or return one (`StopIteration`).
-type Step = IterNextOutput<PyObject, PyObject>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Not stepped yet: only `None` may be sent.
+/// Where a coroutine is in its life (shared with `RustAwait` and `RustFuture`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// Made, never stepped: only `None` may be sent.
     Created,
-    /// Yielded at least once.
+    /// Stopped at a `yield`, waiting to be resumed.
     Suspended,
-    /// Returned, closed, or had an exception thrown in: every further step fails.
+    /// Inside a step that runs Python code (`RustAwait` calling its inner iterator).
+    Running,
+    /// Returned, raised or closed: every further step fails.
     Finished,
+}
+
+impl State {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Suspended => "suspended",
+            State::Running => "running",
+            State::Finished => "closed",
+        }
+    }
+}
+
+pub(crate) fn reuse_error() -> PyErr {
+    PyRuntimeError::new_err("cannot reuse already awaited coroutine")
+}
+
+pub(crate) fn just_started_error() -> PyErr {
+    PyTypeError::new_err("can't send non-None value to a just-started coroutine")
+}
+
+/// What a native coroutine raises when resumed while it is running.
+pub(crate) fn already_executing() -> PyErr {
+    PyValueError::new_err("coroutine already executing")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +67,7 @@ enum Kind {
     Countdown,
 }
 
+// ANCHOR: class
 /// A coroutine implemented in Rust: made by `ready(value)` or `countdown(n, value)`.
 ///
 /// It has no `#[new]`, so `RustCoroutine()` raises `TypeError`.
@@ -51,6 +80,7 @@ pub struct RustCoroutine {
     value: Option<PyObject>,
     state: State,
 }
+// ANCHOR_END: class
 
 impl RustCoroutine {
     fn new(kind: Kind, remaining: u64, value: PyObject) -> Self {
@@ -62,23 +92,26 @@ impl RustCoroutine {
         }
     }
 
-    /// One step, as `coro.send(sent)` does; `sent_is_none` says whether `sent` is `None`.
-    fn step(&mut self, py: Python, sent_is_none: bool) -> PyResult<Step> {
+    // ANCHOR: step
+    /// One step, as `coro.send(sent)` does: yields `None`, or returns the result
+    /// (`IterNextOutput::Return`, which PyO3 raises as `StopIteration`).
+    fn step(&mut self, py: Python, sent_is_none: bool) -> PyResult<PyIterNextOutput> {
         match self.state {
             State::Finished => Err(reuse_error()),
-            State::Created if !sent_is_none => Err(PyTypeError::new_err(
-                "can't send non-None value to a just-started coroutine",
-            )),
+            State::Running => Err(already_executing()),
+            State::Created if !sent_is_none => Err(just_started_error()),
             _ if self.remaining > 0 => {
                 self.remaining -= 1;
                 self.state = State::Suspended;
                 Ok(IterNextOutput::Yield(py.None()))
             }
-            _ => Ok(IterNextOutput::Return(
-                self.finish().unwrap_or_else(|| py.None()),
-            )),
+            _ => {
+                let value = self.finish().unwrap_or_else(|| py.None());
+                Ok(IterNextOutput::Return(value))
+            }
         }
     }
+    // ANCHOR_END: step
 
     /// Marks the coroutine finished and hands back its result, if still held.
     fn finish(&mut self) -> Option<PyObject> {
@@ -87,16 +120,19 @@ impl RustCoroutine {
     }
 }
 
-fn reuse_error() -> PyErr {
-    PyRuntimeError::new_err("cannot reuse already awaited coroutine")
+/// Borrows `slf` for a step; a second step while one runs is refused as CPython does
+/// (PyO3 0.12's own `&mut self` receivers would raise `RuntimeError: Already borrowed`).
+fn begin(slf: &PyCell<RustCoroutine>) -> PyResult<PyRefMut<'_, RustCoroutine>> {
+    slf.try_borrow_mut().map_err(|_| already_executing())
 }
 
+// ANCHOR: pymethods
 #[pymethods]
 impl RustCoroutine {
     /// send(value) -> yields None, or raises StopIteration(result) when finished.
-    #[text_signature = "($self, value)"]
-    fn send(&mut self, py: Python, value: &PyAny) -> PyResult<Step> {
-        self.step(py, value.is_none())
+    #[text_signature = "($self, value, /)"]
+    fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
+        begin(slf)?.step(slf.py(), value.is_none())
     }
 
     /// throw(typ[, val[, tb]]) -> raises the exception out of the coroutine and finishes it.
@@ -104,17 +140,16 @@ impl RustCoroutine {
     #[text_signature = "($self, typ, val=None, tb=None, /)"]
     fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyObject> {
         let py = slf.py();
-        if let Some(message) = compat::throw_arity_message(args.len()) {
-            return Err(PyTypeError::new_err(message));
-        }
-        compat::warn_legacy_throw_signature(py, args.len())?;
-        // Normalised without holding a borrow: instantiating the exception runs Python code.
-        let thrown = thrown_exception(py, args)?;
-        let mut this = slf.try_borrow_mut()?;
-        if this.state == State::Finished {
-            return Err(reuse_error());
-        }
-        let started = this.state == State::Suspended;
+        check_throw_arguments(args)?;
+        // Normalised before borrowing: instantiating the exception runs Python code.
+        let thrown = thrown_exception(args)?;
+        let mut this = begin(slf)?;
+        let started = match this.state {
+            State::Finished => return Err(reuse_error()),
+            State::Running => return Err(already_executing()),
+            State::Created => false,
+            State::Suspended => true,
+        };
         let value = this.finish();
         drop(this);
         drop(value); // may run arbitrary `__del__`: after the borrow is released
@@ -124,10 +159,65 @@ impl RustCoroutine {
     /// close() -> None: finishes the coroutine (quietly if it already is).
     #[text_signature = "($self)"]
     fn close(slf: &PyCell<Self>) -> PyResult<()> {
-        let value = slf.try_borrow_mut()?.finish();
+        let value = begin(slf)?.finish();
         drop(value); // after the borrow is released, as in `throw`
         Ok(())
     }
+}
+
+#[pyproto]
+impl PyAsyncProtocol for RustCoroutine {
+    fn __await__(slf: PyRef<Self>) -> PyRef<Self> {
+        slf
+    }
+}
+
+#[pyproto]
+impl PyIterProtocol for RustCoroutine {
+    fn __iter__(slf: PyRef<Self>) -> PyRef<Self> {
+        slf
+    }
+
+    /// `send(None)`.
+    fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
+        begin(slf)?.step(slf.py(), true)
+    }
+}
+
+#[pyproto]
+impl PyObjectProtocol for RustCoroutine {
+    fn __repr__(&self) -> String {
+        let kind = match self.kind {
+            Kind::Ready => "ready".to_owned(),
+            Kind::Countdown => format!("countdown(remaining={})", self.remaining),
+        };
+        format!("<RustCoroutine {} {}>", kind, self.state.name())
+    }
+}
+
+#[pyproto]
+impl PyGCProtocol for RustCoroutine {
+    fn __traverse__(&self, visit: PyVisit) -> Result<(), PyTraverseError> {
+        if let Some(value) = &self.value {
+            visit.call(value)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.value = None;
+    }
+}
+// ANCHOR_END: pymethods
+
+// ANCHOR: thrown_exception
+/// What `throw(*args)` checks on entry, before anything else: the argument count, and
+/// CPython 3.12+'s deprecation of the three-argument form.
+pub(crate) fn check_throw_arguments(args: &PyTuple) -> PyResult<()> {
+    if let Some(message) = compat::throw_arity_message(args.len()) {
+        return Err(PyTypeError::new_err(message));
+    }
+    compat::warn_legacy_throw_signature(args.py(), args.len())
 }
 
 /// The exception `coro.throw(*args)` raises, normalised as CPython's `gen.throw` does
@@ -136,7 +226,8 @@ impl RustCoroutine {
 /// `Err` for invalid arguments (the coroutine's state is left alone); `Ok(err)` for the
 /// exception to throw in, which is the error of instantiating the exception class if that
 /// raised (CPython throws that one in instead).
-fn thrown_exception(py: Python, args: &PyTuple) -> PyResult<PyErr> {
+pub(crate) fn thrown_exception(args: &PyTuple) -> PyResult<PyErr> {
+    let py = args.py();
     let typ = args.get_item(0);
     // `get_item` panics out of range in PyO3 0.12 (no `Result`).
     let optional = |index: usize| {
@@ -178,28 +269,7 @@ fn thrown_exception(py: Python, args: &PyTuple) -> PyResult<PyErr> {
         };
         return Ok(with_traceback(py, typ, tb));
     }
-    Err(PyTypeError::new_err(format!(
-        "exceptions must be classes or instances deriving from BaseException, not {}",
-        compat::type_name(typ)
-    )))
-}
-
-/// The exception that leaves the coroutine when `thrown` is raised inside it: itself,
-/// except that `StopIteration` becomes `RuntimeError("coroutine raised StopIteration")`
-/// caused by it (PEP 479), as it does for a native coroutine — which, before its first
-/// step, converts it only up to CPython 3.11.
-fn escaping(py: Python, thrown: PyErr, started: bool) -> PyErr {
-    let converts = started || compat::unstarted_throw_converts_stop_iteration();
-    if !converts || !thrown.is_instance::<PyStopIteration>(py) {
-        return thrown;
-    }
-    let err = PyRuntimeError::new_err("coroutine raised StopIteration");
-    let instance = err.instance(py);
-    let cause = thrown.instance(py);
-    // Best effort: the RuntimeError is raised either way.
-    let _ = instance.setattr("__cause__", cause);
-    let _ = instance.setattr("__context__", cause);
-    err
+    Err(not_an_exception(typ))
 }
 
 /// An instance of the exception class `typ` made from `val`: `val` itself if it is an
@@ -244,6 +314,13 @@ fn instantiate<'py>(
     Ok(exception)
 }
 
+fn not_an_exception(typ: &PyAny) -> PyErr {
+    PyTypeError::new_err(format!(
+        "exceptions must be classes or instances deriving from BaseException, not {}",
+        compat::type_name(typ)
+    ))
+}
+
 /// A `PyErr` that raises the exception instance `exception` with traceback `tb`, the way
 /// `PyErr_Restore(type, value, tb)` in CPython's `gen.throw` does (PyO3 0.12 has no public
 /// constructor taking a traceback, so the error is restored and fetched back).
@@ -262,56 +339,22 @@ fn with_traceback(py: Python, exception: &PyAny, tb: Option<&PyAny>) -> PyErr {
     PyErr::fetch(py)
 }
 
-#[pyproto]
-impl PyAsyncProtocol for RustCoroutine {
-    fn __await__(slf: PyRef<Self>) -> PyRef<Self> {
-        slf
+/// The exception that leaves the coroutine when `thrown` is raised inside it: itself,
+/// except that `StopIteration` becomes `RuntimeError("coroutine raised StopIteration")`
+/// caused by it (PEP 479), as it does for a native coroutine — which, before its first
+/// step, converts it only up to CPython 3.11.
+pub(crate) fn escaping(py: Python, thrown: PyErr, started: bool) -> PyErr {
+    let converts = started || compat::unstarted_throw_converts_stop_iteration();
+    if !converts || !thrown.is_instance::<PyStopIteration>(py) {
+        return thrown;
     }
+    let err = PyRuntimeError::new_err("coroutine raised StopIteration");
+    compat::set_cause(py, &err, thrown);
+    err
 }
+// ANCHOR_END: thrown_exception
 
-#[pyproto]
-impl PyIterProtocol for RustCoroutine {
-    fn __iter__(slf: PyRef<Self>) -> PyRef<Self> {
-        slf
-    }
-
-    /// `send(None)`. Returning `IterNextOutput::Return(v)` raises `StopIteration(v)`.
-    fn __next__(slf: &PyCell<Self>) -> PyResult<Step> {
-        let py = slf.py();
-        slf.try_borrow_mut()?.step(py, true)
-    }
-}
-
-#[pyproto]
-impl PyObjectProtocol for RustCoroutine {
-    fn __repr__(&self) -> String {
-        let kind = match self.kind {
-            Kind::Ready => "ready".to_owned(),
-            Kind::Countdown => format!("countdown(remaining={})", self.remaining),
-        };
-        let state = match self.state {
-            State::Created => "created",
-            State::Suspended => "suspended",
-            State::Finished => "closed",
-        };
-        format!("<RustCoroutine {} {}>", kind, state)
-    }
-}
-
-#[pyproto]
-impl PyGCProtocol for RustCoroutine {
-    fn __traverse__(&self, visit: PyVisit) -> Result<(), PyTraverseError> {
-        if let Some(value) = &self.value {
-            visit.call(value)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&mut self) {
-        self.value = None;
-    }
-}
-
+// ANCHOR: factories
 /// ready(value) -> RustCoroutine that returns `value` on its first step.
 #[pyfunction]
 #[text_signature = "(value)"]
@@ -333,6 +376,7 @@ pub fn countdown(n: i128, value: PyObject) -> PyResult<RustCoroutine> {
         .map_err(|_| PyOverflowError::new_err(format!("countdown() needs n < 2**64, got {}", n)))?;
     Ok(RustCoroutine::new(Kind::Countdown, n, value))
 }
+// ANCHOR_END: factories
 
 /// Adds `ready` and `countdown` to the module (PyO3 0.12's `#[pyfunction]` wrappers are
 /// private to this file).

@@ -145,6 +145,7 @@ impl Task {
     }
 }
 
+// ANCHOR: release
 /// Completes the waiter a Task is blocked on, so the Task resumes the `RustFuture`.
 fn release(py: Python<'_>, waiter: Py<PyAny>) {
     let waiter = waiter.bind(py);
@@ -154,6 +155,7 @@ fn release(py: Python<'_>, waiter: Py<PyAny>) {
         }
     }
 }
+// ANCHOR_END: release
 
 // ANCHOR: loop_waker
 /// One per event loop: the queue of woken tasks and the socket pair that signals it.
@@ -198,6 +200,7 @@ impl LoopWaker {
         Ok(LoopWaker { queue: Mutex::new(Vec::new()), signalled: AtomicBool::new(false), sender, receiver })
     }
 
+    // ANCHOR: run_woken
     /// Run by the loop when the socket is readable: polls every woken task.
     fn run_woken(&self, py: Python<'_>) {
         // Drain first, then clear the flag, then take the queue: a wake-up after the
@@ -214,8 +217,10 @@ impl LoopWaker {
             }
         }
     }
+    // ANCHOR_END: run_woken
 }
 
+// ANCHOR: wake_reader
 /// The callable the event loop runs when a `LoopWaker`'s socket is readable.
 #[pyclass(module = "pyo3_modern_pymethods", frozen)]
 struct WakeReader {
@@ -228,12 +233,14 @@ impl WakeReader {
         self.loop_waker.run_woken(py);
     }
 }
+// ANCHOR_END: wake_reader
 
 thread_local! {
     /// The running loop of this thread and its `LoopWaker`, from the last await.
     static CURRENT: RefCell<Option<(Py<PyAny>, Arc<LoopWaker>)>> = const { RefCell::new(None) };
 }
 
+// ANCHOR: loop_waker_for
 /// The `LoopWaker` of `event_loop`, registered with it on first use in this thread.
 fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
     if let Some(known) = CURRENT.with_borrow(|current| match current {
@@ -248,7 +255,9 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
     CURRENT.with_borrow_mut(|current| *current = Some((event_loop.clone().unbind(), waker.clone())));
     Ok(waker)
 }
+// ANCHOR_END: loop_waker_for
 
+// ANCHOR: running_loop
 /// The running event loop of this thread, or the error that says there is none.
 fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -264,6 +273,7 @@ fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     }
     Ok(event_loop)
 }
+// ANCHOR_END: running_loop
 
 // ANCHOR: class
 /// A Rust future, awaitable from asyncio.
@@ -291,6 +301,7 @@ impl RustFuture {
     }
     // ANCHOR_END: new
 
+    // ANCHOR: settle
     /// Ends the coroutine with the future's output, or suspends on a waiter. The slot's
     /// lock is not held while Python code runs.
     fn settle(&mut self, py: Python<'_>, event_loop: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
@@ -323,6 +334,7 @@ impl RustFuture {
         self.state = State::Suspended;
         Ok(waiter)
     }
+    // ANCHOR_END: settle
 
     /// First step: find the loop, give the future its waker, poll it.
     fn start(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {

@@ -126,6 +126,7 @@ pub(crate) fn warn_legacy_throw_signature(py: Python<'_>, nargs: usize) -> PyRes
     Ok(())
 }
 
+// ANCHOR: pep479
 /// Whether a `StopIteration` thrown into a coroutine that has not started yet becomes
 /// `RuntimeError` (PEP 479). Up to 3.11 it does; from 3.12 the exception is raised before
 /// the frame reaches the code that converts it, and leaves unchanged.
@@ -140,7 +141,9 @@ pub(crate) fn unstarted_throw_converts_stop_iteration(py: Python<'_>) -> bool {
 pub(crate) fn thrown_stop_iteration_returns_from_await(py: Python<'_>) -> bool {
     py.version_info() >= (3, 12)
 }
+// ANCHOR_END: pep479
 
+// ANCHOR: coroutine_abc
 /// Registers `cls` as a virtual subclass of `collections.abc.Coroutine`, which is what
 /// `asyncio.iscoroutine` (and so `asyncio.run`, `create_task`, `ensure_future` and
 /// `gather`) checks for.
@@ -149,3 +152,4 @@ pub(crate) fn register_coroutine_abc(cls: &Bound<'_, PyType>) -> PyResult<()> {
     abc.call_method1("register", (cls,))?;
     Ok(())
 }
+// ANCHOR_END: coroutine_abc

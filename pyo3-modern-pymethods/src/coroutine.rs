@@ -287,6 +287,8 @@ pub(crate) fn escaping(py: Python<'_>, thrown: PyErr, started: bool) -> PyErr {
         return thrown;
     }
     let err = PyRuntimeError::new_err("coroutine raised StopIteration");
+    // As CPython's own conversion: the StopIteration is both cause and context.
+    let _ = err.value(py).setattr("__context__", thrown.value(py));
     err.set_cause(py, Some(thrown));
     err
 }

@@ -31,6 +31,7 @@ pub struct RustAwait {
 }
 // ANCHOR_END: class
 
+// ANCHOR: drop
 /// Dropping a chain of nested `delegate`s one level at a time, the way CPython's
 /// "trashcan" deallocates deeply nested containers: a recursive drop of a chain
 /// hundreds of thousands deep would overflow the C stack.
@@ -55,7 +56,9 @@ impl Drop for RustAwait {
         });
     }
 }
+// ANCHOR_END: drop
 
+// ANCHOR: guarded
 /// Runs `call`, which calls into Python code, counted against the recursion limit: a
 /// chain of thousands of nested `delegate`s raises `RecursionError` instead of
 /// overflowing the C stack.
@@ -69,6 +72,7 @@ fn guarded<T>(py: Python<'_>, call: impl FnOnce() -> PyResult<T>) -> PyResult<T>
     unsafe { ffi::Py_LeaveRecursiveCall() };
     result
 }
+// ANCHOR_END: guarded
 
 /// How one step ended, seen from the outer coroutine.
 enum Outcome {

@@ -1,0 +1,535 @@
+//! The hand-written bridge: any Rust `Future` as a Python awaitable, `RustFuture`.
+//!
+//! Where the future runs: on the event loop's own thread. Awaiting a `RustFuture` polls
+//! its future right there; if it is ready at once, the value comes back with no thread
+//! hop at all. If not, the awaiting Task is handed an asyncio future (a "waiter") to wait
+//! on, and the Rust future keeps a `Waker`. Whoever wakes it (a tokio timer, a worker
+//! thread) does not touch Python: the waker only queues the task in its loop's
+//! `LoopWaker` and writes one byte to a socket the loop watches (`add_reader`). The loop
+//! then calls back into Rust, which polls every queued future and completes the waiters
+//! of those that are done. So runtime threads never take the GIL, one loop wake-up
+//! serves any number of completions, and each loop (one per thread) gets its own results.
+//!
+//! Cancelling the awaiting Task throws `CancelledError` in, which drops the Rust future
+//! at once, on the loop thread: `live_futures()` counts the futures still alive.
+//!
+//! PyO3 0.12 predates `async` support of any kind; nothing here needs it: a `Waker`,
+//! `#[pyproto]` for the awaitable protocol and `#[call]` for the loop's callback.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+
+use pyo3::class::iter::{IterNextOutput, PyIterNextOutput};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::once_cell::GILOnceCell;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{ffi, wrap_pyfunction, AsPyPointer, PyAsyncProtocol, PyIterProtocol, PyNativeType};
+use pyo3::{PyGCProtocol, PyObjectProtocol, PyRefMut, PyTraverseError, PyVisit};
+
+use crate::coroutine::{
+    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
+    thrown_exception, State,
+};
+
+/// A Rust future producing a Python object, boxed so that one class can hold any of them.
+type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<PyObject>> + Send>>;
+
+// ANCHOR: runtime
+/// The process's one tokio runtime, started on first use, with two worker threads.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .thread_name("pyo3-async-guide")
+            .build()
+            .expect("cannot start the tokio runtime")
+    })
+}
+// ANCHOR_END: runtime
+
+static LIVE_FUTURES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many Rust futures of this module are alive right now.
+#[pyfunction]
+#[text_signature = "()"]
+pub fn live_futures() -> usize {
+    LIVE_FUTURES.load(Ordering::SeqCst)
+}
+
+/// A Rust future, counted by `live_futures()` while it exists.
+struct Counted(BoxedFuture);
+
+impl Counted {
+    fn new(future: BoxedFuture) -> Self {
+        LIVE_FUTURES.fetch_add(1, Ordering::SeqCst);
+        Counted(future)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE_FUTURES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a Rust future is: still running (with what wakes it and what the awaiting
+/// Task waits on), finished (with its output, until the Task collects it), or gone.
+enum Slot {
+    Pending {
+        future: Counted,
+        waker: Option<Waker>,
+        waiter: Option<PyObject>,
+    },
+    Ready(PyResult<PyObject>),
+    Gone,
+}
+
+/// What wakers and the `RustFuture` object share.
+struct Task {
+    slot: Mutex<Slot>,
+}
+
+/// A lock that survives a panic in another holder: the slot's data stays consistent
+/// because every change to it is a single assignment.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a Rust future panicked".to_owned());
+    PanicException::new_err(message)
+}
+
+impl Task {
+    // ANCHOR: advance
+    /// Polls the future once if it is pending and has a waker. Returns the waiter to
+    /// complete if it finished. Whatever is dropped is dropped after the lock is released.
+    fn advance(&self) -> Option<PyObject> {
+        let mut slot = lock(&self.slot);
+        let (future, waker) = match &mut *slot {
+            Slot::Pending {
+                future,
+                waker: Some(waker),
+                ..
+            } => (future, waker),
+            _ => return None,
+        };
+        let mut context = Context::from_waker(waker);
+        let _runtime = runtime().enter(); // tokio timers register with the runtime
+        let output = match catch_unwind(AssertUnwindSafe(|| future.0.as_mut().poll(&mut context))) {
+            Ok(Poll::Pending) => return None,
+            Ok(Poll::Ready(output)) => output,
+            Err(payload) => Err(panic_error(payload)),
+        };
+        let finished = std::mem::replace(&mut *slot, Slot::Ready(output));
+        drop(slot);
+        match finished {
+            Slot::Pending { waiter, .. } => waiter,
+            _ => None,
+        }
+    }
+    // ANCHOR_END: advance
+
+    /// Drops the future (and cancels the waiter), for `throw`, `close` and errors.
+    fn discard(&self, py: Python) {
+        let gone = std::mem::replace(&mut *lock(&self.slot), Slot::Gone);
+        if let Slot::Pending {
+            waiter: Some(waiter),
+            ..
+        } = &gone
+        {
+            let _ = waiter.call_method0(py, "cancel");
+        }
+        drop(gone);
+    }
+}
+
+// ANCHOR: release
+/// Completes the waiter a Task is blocked on, so the Task resumes the `RustFuture`.
+fn release(py: Python, waiter: PyObject) {
+    let waiter = waiter.as_ref(py);
+    if let Ok(false) = waiter.call_method0("done").and_then(PyAny::is_true) {
+        if let Err(err) = waiter.call_method1("set_result", (py.None(),)) {
+            // PyO3 0.12's `PyErr` has no `write_unraisable`: the C API's, by hand.
+            err.restore(py);
+            // SAFETY: the GIL is held and `restore` just set the error to report;
+            // `waiter` is a live object, only used as the context of the report.
+            unsafe { ffi::PyErr_WriteUnraisable(waiter.as_ptr()) };
+        }
+    }
+}
+// ANCHOR_END: release
+
+// ANCHOR: loop_waker
+/// One per event loop: the queue of woken tasks and the socket pair that signals it.
+struct LoopWaker {
+    queue: Mutex<Vec<Weak<TaskWaker>>>,
+    signalled: AtomicBool,
+    sender: UnixStream,
+    receiver: UnixStream,
+}
+
+/// The `Waker` of one task: queues it in its loop's `LoopWaker`. No GIL.
+struct TaskWaker {
+    task: Weak<Task>,
+    loop_waker: Arc<LoopWaker>,
+    queued: AtomicBool,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return; // already queued, not yet polled
+        }
+        let loop_waker = &self.loop_waker;
+        lock(&loop_waker.queue).push(Arc::downgrade(self));
+        if !loop_waker.signalled.swap(true, Ordering::SeqCst) {
+            // One byte per batch. A full buffer means a byte is already waiting.
+            let _ = (&loop_waker.sender).write(&[1]);
+        }
+    }
+}
+// ANCHOR_END: loop_waker
+
+impl LoopWaker {
+    fn new() -> std::io::Result<Self> {
+        let (sender, receiver) = UnixStream::pair()?;
+        sender.set_nonblocking(true)?;
+        receiver.set_nonblocking(true)?;
+        Ok(LoopWaker {
+            queue: Mutex::new(Vec::new()),
+            signalled: AtomicBool::new(false),
+            sender,
+            receiver,
+        })
+    }
+
+    // ANCHOR: run_woken
+    /// Run by the loop when the socket is readable: polls every woken task.
+    fn run_woken(&self, py: Python) {
+        // Drain first, then lower the flag: a waker that finds it still raised writes
+        // nothing, and its task is in the queue taken below. The other way round, a
+        // waker in between would leave the flag raised over an empty socket, and every
+        // later wake-up of this loop would be lost.
+        let mut buffer = [0u8; 64];
+        while matches!((&self.receiver).read(&mut buffer), Ok(n) if n > 0) {}
+        self.signalled.store(false, Ordering::SeqCst);
+        let woken = std::mem::take(&mut *lock(&self.queue));
+        for task_waker in woken.iter().filter_map(Weak::upgrade) {
+            task_waker.queued.store(false, Ordering::Release);
+            if let Some(waiter) = task_waker.task.upgrade().and_then(|task| task.advance()) {
+                release(py, waiter);
+            }
+        }
+    }
+    // ANCHOR_END: run_woken
+}
+
+// ANCHOR: wake_reader
+/// The callable the event loop runs when a `LoopWaker`'s socket is readable.
+#[pyclass(module = "pyo3_0_12_pyproto")]
+pub(crate) struct WakeReader {
+    loop_waker: Arc<LoopWaker>,
+}
+
+#[pymethods]
+impl WakeReader {
+    #[call]
+    fn __call__(&self, py: Python) {
+        self.loop_waker.run_woken(py);
+    }
+}
+// ANCHOR_END: wake_reader
+
+thread_local! {
+    /// The running loop of this thread and its `LoopWaker`, from the last await.
+    static CURRENT: RefCell<Option<(PyObject, Arc<LoopWaker>)>> = const { RefCell::new(None) };
+}
+
+// ANCHOR: loop_waker_for
+/// The `LoopWaker` of `event_loop`, registered with it on first use in this thread.
+fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
+    let known = CURRENT.with_borrow(|current| match current {
+        Some((known, waker)) if known.as_ptr() == event_loop.as_ptr() => Some(waker.clone()),
+        _ => None,
+    });
+    if let Some(known) = known {
+        return Ok(known);
+    }
+    let waker = Arc::new(LoopWaker::new()?);
+    let reader = WakeReader {
+        loop_waker: waker.clone(),
+    };
+    event_loop.call_method1("add_reader", (waker.receiver.as_raw_fd(), reader))?;
+    let replaced =
+        CURRENT.with_borrow_mut(|current| current.replace((event_loop.into(), waker.clone())));
+    drop(replaced); // the previous loop: released outside the `RefCell` borrow
+    Ok(waker)
+}
+// ANCHOR_END: loop_waker_for
+
+// ANCHOR: running_loop
+/// The running event loop of this thread, or the error that says there is none.
+fn running_loop<'py>(py: Python<'py>) -> PyResult<&'py PyAny> {
+    static GET_RUNNING_LOOP: GILOnceCell<PyObject> = GILOnceCell::new();
+    let get = match GET_RUNNING_LOOP.get(py) {
+        Some(get) => get,
+        None => {
+            let get = py.import("asyncio.events")?.getattr("_get_running_loop")?;
+            let _ = GET_RUNNING_LOOP.set(py, get.into());
+            GET_RUNNING_LOOP.get(py).expect("just set")
+        }
+    };
+    let event_loop = get.as_ref(py).call0()?;
+    if event_loop.is_none() {
+        return Err(PyRuntimeError::new_err(
+            "a RustFuture needs a running asyncio event loop in this thread: await it \
+             inside one (under asyncio.run, say); drive() cannot wait for Rust futures",
+        ));
+    }
+    Ok(event_loop)
+}
+// ANCHOR_END: running_loop
+
+// ANCHOR: class
+/// A Rust future, awaitable from asyncio.
+///
+/// Garbage-collected (`gc`): a pending Task holds its `RustFuture`, whose waiter holds
+/// the Task's wake-up callback. When the loop closes under it, only the collector can
+/// free that cycle, and with it the Rust future.
+#[pyclass(module = "pyo3_0_12_pyproto", gc)]
+pub struct RustFuture {
+    state: State,
+    task: Arc<Task>,
+}
+// ANCHOR_END: class
+
+impl RustFuture {
+    // ANCHOR: new
+    /// Wraps any Rust future whose output converts to a Python object.
+    pub fn new<F, T>(future: F) -> Self
+    where
+        F: Future<Output = PyResult<T>> + Send + 'static,
+        T: IntoPy<PyObject> + Send + 'static,
+    {
+        let boxed: BoxedFuture = Box::pin(async move {
+            let value = future.await?;
+            // Polled on the loop thread, which holds the GIL already: this is cheap.
+            let gil = Python::acquire_gil();
+            Ok(value.into_py(gil.python()))
+        });
+        let slot = Slot::Pending {
+            future: Counted::new(boxed),
+            waker: None,
+            waiter: None,
+        };
+        RustFuture {
+            state: State::Created,
+            task: Arc::new(Task {
+                slot: Mutex::new(slot),
+            }),
+        }
+    }
+    // ANCHOR_END: new
+
+    // ANCHOR: settle
+    /// Ends the coroutine with the future's output, or suspends on a waiter. The slot's
+    /// lock is not held while Python code runs.
+    fn settle(&mut self, py: Python, event_loop: Option<&PyAny>) -> PyResult<PyIterNextOutput> {
+        let taken = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
+        let (future, waker, waiter) = match taken {
+            Slot::Pending {
+                future,
+                waker,
+                waiter,
+            } => (future, waker, waiter),
+            Slot::Ready(output) => {
+                self.state = State::Finished;
+                return output.map(IterNextOutput::Return);
+            }
+            Slot::Gone => {
+                self.state = State::Finished;
+                return Err(reuse_error());
+            }
+        };
+        let waiter = match waiter {
+            Some(waiter) if !waiter.call_method0(py, "done")?.is_true(py)? => waiter,
+            _ => {
+                let event_loop = match event_loop {
+                    Some(event_loop) => event_loop,
+                    None => running_loop(py)?,
+                };
+                let waiter = event_loop.call_method0("create_future")?;
+                // What asyncio's own Future.__await__ sets before yielding itself.
+                waiter.setattr("_asyncio_future_blocking", true)?;
+                waiter.into()
+            }
+        };
+        *lock(&self.task.slot) = Slot::Pending {
+            future,
+            waker,
+            waiter: Some(waiter.clone_ref(py)),
+        };
+        self.state = State::Suspended;
+        Ok(IterNextOutput::Yield(waiter))
+    }
+    // ANCHOR_END: settle
+
+    /// First step: find the loop, give the future its waker, poll it.
+    fn start(&mut self, py: Python) -> PyResult<PyIterNextOutput> {
+        let event_loop = running_loop(py)?;
+        let task_waker = Arc::new(TaskWaker {
+            task: Arc::downgrade(&self.task),
+            loop_waker: loop_waker_for(event_loop)?,
+            queued: AtomicBool::new(false),
+        });
+        if let Slot::Pending { waker, .. } = &mut *lock(&self.task.slot) {
+            *waker = Some(Waker::from(task_waker));
+        }
+        self.task.advance();
+        self.settle(py, Some(event_loop))
+    }
+
+    fn step(&mut self, py: Python, sent: &PyAny) -> PyResult<PyIterNextOutput> {
+        let result = match self.state {
+            State::Finished => return Err(reuse_error()),
+            State::Running => return Err(already_executing()),
+            State::Created if !sent.is_none() => return Err(just_started_error()),
+            State::Created => self.start(py),
+            State::Suspended => {
+                self.task.advance(); // a resume without a wake-up costs one poll
+                self.settle(py, None)
+            }
+        };
+        if matches!(&result, Err(err) if !err.is_instance::<PyStopIteration>(py)) {
+            self.state = State::Finished;
+            self.task.discard(py);
+        }
+        result
+    }
+
+    fn end(&mut self, py: Python) {
+        self.state = State::Finished;
+        self.task.discard(py);
+    }
+}
+
+/// Borrows `slf` for a step; a second step while one runs is refused as CPython does.
+fn begin(slf: &PyCell<RustFuture>) -> PyResult<PyRefMut<'_, RustFuture>> {
+    slf.try_borrow_mut().map_err(|_| already_executing())
+}
+
+// ANCHOR: pymethods
+#[pymethods]
+impl RustFuture {
+    #[text_signature = "($self, value, /)"]
+    fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
+        begin(slf)?.step(slf.py(), value)
+    }
+
+    /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
+    #[args(args = "*")]
+    #[text_signature = "($self, typ, val=None, tb=None, /)"]
+    fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyObject> {
+        let py = slf.py();
+        check_throw_arguments(args)?;
+        let thrown = thrown_exception(args)?;
+        let mut this = begin(slf)?;
+        let started = match this.state {
+            State::Finished => return Err(reuse_error()),
+            State::Running => return Err(already_executing()),
+            State::Created => false,
+            State::Suspended => true,
+        };
+        this.end(py);
+        Err(escaping(py, thrown, started))
+    }
+
+    #[text_signature = "($self)"]
+    fn close(slf: &PyCell<Self>) -> PyResult<()> {
+        begin(slf)?.end(slf.py());
+        Ok(())
+    }
+}
+
+#[pyproto]
+impl PyAsyncProtocol for RustFuture {
+    fn __await__(slf: PyRef<Self>) -> PyRef<Self> {
+        slf
+    }
+}
+
+#[pyproto]
+impl PyIterProtocol for RustFuture {
+    fn __iter__(slf: PyRef<Self>) -> PyRef<Self> {
+        slf
+    }
+
+    fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
+        let py = slf.py();
+        begin(slf)?.step(py, py.None().as_ref(py))
+    }
+}
+
+#[pyproto]
+impl PyObjectProtocol for RustFuture {
+    fn __repr__(&self) -> String {
+        format!("<RustFuture {}>", self.state.name())
+    }
+}
+
+#[pyproto]
+impl PyGCProtocol for RustFuture {
+    fn __traverse__(&self, visit: PyVisit) -> Result<(), PyTraverseError> {
+        // `try_lock`: a collection may start inside `advance` (a poll that allocates),
+        // which holds the lock. Skipping the visit then only keeps the objects alive.
+        let slot = match self.task.slot.try_lock() {
+            Ok(slot) => slot,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        match &*slot {
+            Slot::Pending {
+                waiter: Some(waiter),
+                ..
+            } => visit.call(waiter),
+            Slot::Ready(Ok(value)) => visit.call(value),
+            _ => Ok(()),
+        }
+    }
+
+    fn __clear__(&mut self) {
+        self.state = State::Finished;
+        let gone = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
+        drop(gone); // the waiter, and the Rust future
+    }
+}
+// ANCHOR_END: pymethods
+
+/// Adds `live_futures` to the module (PyO3 0.12's `#[pyfunction]` wrapper is private to
+/// this file, so `futures::register` calls this).
+pub fn register(m: &PyModule) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(live_futures, m)?)
+}
