@@ -63,3 +63,33 @@ def outcome(action):
             text = "<str() failed>"
         return ("raise", type(exc), text, type(cause) if cause is not None else None)
     return ("yield", result)
+
+
+class Marker(Exception):
+    """An exception of the tests' own, to throw in."""
+
+
+def random_operation(rng, *, stop_iteration=False):
+    """One random step of the coroutine protocol, to replay on two implementations."""
+    operations = [
+        ("send", None),
+        ("send", None),
+        ("send", "v"),
+        ("throw", Marker("thrown")),
+        ("throw", Marker),
+        ("throw", GeneratorExit()),
+        ("throw", KeyboardInterrupt()),
+        ("close",),
+    ]
+    if stop_iteration:
+        operations.append(("throw", StopIteration("stop")))
+    return rng.choice(operations)
+
+
+def apply(coro, op):
+    """Performs ``op`` (from ``random_operation``) on ``coro``; returns its outcome."""
+    if op[0] == "send":
+        return outcome(lambda: coro.send(op[1]))
+    if op[0] == "throw":
+        return outcome(lambda: coro.throw(op[1]))
+    return outcome(coro.close)

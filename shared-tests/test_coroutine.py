@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from helpers import native_countdown, outcome
+from helpers import apply, native_countdown, outcome, random_operation
 
 REUSE = "cannot reuse already awaited coroutine"
 JUST_STARTED = "can't send non-None value to a just-started coroutine"
@@ -107,35 +107,6 @@ def test_three_argument_throw(era):
 
 # --- randomized comparison against a native async def coroutine ----------------------
 
-class Marker(Exception):
-    pass
-
-
-def operations(rng):
-    """One random operation on a coroutine, described so it can be replayed on another."""
-    return rng.choice(
-        [
-            ("send", None),
-            ("send", None),
-            ("send", None),
-            ("send", "x"),
-            ("throw", Marker("m")),
-            ("throw", Marker),
-            ("throw", GeneratorExit()),
-            ("throw", KeyboardInterrupt()),
-            ("close",),
-        ]
-    )
-
-
-def apply(coro, op):
-    if op[0] == "send":
-        return outcome(lambda: coro.send(op[1]))
-    if op[0] == "throw":
-        return outcome(lambda: coro.throw(op[1]))
-    return outcome(coro.close)
-
-
 # ANCHOR: stop_iteration
 def test_throw_stop_iteration(era):
     """PEP 479: a StopIteration thrown into a suspended coroutine leaves it as
@@ -168,7 +139,7 @@ def test_matches_native_coroutine(era, seed):
     history = []
     try:
         for _ in range(rng.randrange(1, 8)):
-            op = operations(rng)
+            op = random_operation(rng)
             history.append(op)
             assert apply(ours, op) == apply(native, op), history
     finally:

@@ -8,11 +8,7 @@ import sys
 
 import pytest
 
-from helpers import native_countdown, native_ready, outcome
-
-
-class Marker(Exception):
-    pass
+from helpers import Marker, apply, native_countdown, native_ready, outcome, random_operation
 
 
 def scripted(script, log):
@@ -85,29 +81,6 @@ def random_script(rng):
     return steps
 
 
-def random_operation(rng):
-    return rng.choice(
-        [
-            ("send", None),
-            ("send", None),
-            ("send", "v"),
-            ("throw", Marker("thrown")),
-            ("throw", Marker),
-            ("throw", GeneratorExit()),
-            ("throw", StopIteration("stop")),
-            ("close",),
-        ]
-    )
-
-
-def apply(coro, op):
-    if op[0] == "send":
-        return outcome(lambda: coro.send(op[1]))
-    if op[0] == "throw":
-        return outcome(lambda: coro.throw(op[1]))
-    return outcome(coro.close)
-
-
 @pytest.mark.parametrize("inner", [ScriptedAwaitable, BareAwaitable])
 @pytest.mark.parametrize("seed", range(200))
 def test_matches_yield_from(era, seed, inner):
@@ -119,7 +92,7 @@ def test_matches_yield_from(era, seed, inner):
     history = []
     try:
         for _ in range(rng.randrange(1, 8)):
-            op = random_operation(rng)
+            op = random_operation(rng, stop_iteration=True)
             history.append(op)
             assert apply(ours, op) == apply(native, op), (script, history)
             assert our_log == native_log, (script, history)
