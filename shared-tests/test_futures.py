@@ -251,3 +251,20 @@ def test_baselines_return_the_same_values(era):
         )
 
     assert run(main) == ("r", "s", "f", None, "s")
+
+
+def test_a_panic_in_a_rust_future_is_a_python_exception(era):
+    """Never an abort: the awaiting task gets PyO3's PanicException, the loop goes on."""
+    import importlib
+
+    native = importlib.import_module(f"{era.__name__}.{era.__name__}")
+
+    async def main():
+        with pytest.raises(BaseException) as info:
+            await native._panicking_future("boom in Rust")
+        assert type(info.value).__name__ == "PanicException"
+        assert "boom in Rust" in str(info.value)
+        return await era.sleep(0.001, "still running")
+
+    assert run(main) == "still running"
+    assert era.live_futures() == 0

@@ -22,13 +22,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SUPPRESSIONS = ROOT / "tools" / "valgrind-glibc.supp"
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed"),
-    pytest.mark.skipif(
-        sys.version_info < (3, 10),
-        reason="the layouts PyO3 0.12 knows match CPython before 3.10: nothing to catch",
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    shutil.which("valgrind") is None, reason="valgrind is not installed"
+)
 
 INVALID = re.compile(r"Invalid (read|write) of size \d+")
 
@@ -58,6 +54,10 @@ def test_clean_under_valgrind(era):
     assert not invalid_accesses(proc), proc.stderr[-20000:]
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 10),
+    reason="the layouts PyO3 0.12 knows match CPython before 3.10: nothing to catch",
+)
 def test_unfixed_pyproto_is_caught(era):
     if era.ERA != "pyproto":
         pytest.skip("only the PyO3 0.12 era has layout repairs to switch off")

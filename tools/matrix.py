@@ -87,8 +87,8 @@ def table() -> str:
         cells = [cell(era, python) for python in PYTHONS] + [free_threaded(era)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     legend = (
-        "\n✅ the whole shared suite passed in that tox environment (valgrind: the "
-        "memory-safety tests ran there, 3.10+); ❌ some of it failed; — that PyO3 does "
+        "\n✅ the whole shared suite passed in that tox environment (valgrind clean: the "
+        "memory-safety tests ran there and found no invalid read or write); ❌ some of it failed; — that PyO3 does "
         "not support that Python; 3.14t is free-threaded CPython, which no package "
         "provides here: 🔨 the crate was compiled for it (`PYO3_CONFIG_FILE`) but could "
         "not be run, ⛔ the crate refuses to build for it.\n"

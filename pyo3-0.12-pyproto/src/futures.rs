@@ -31,6 +31,17 @@ pub fn sleep(seconds: f64, value: Option<PyObject>) -> PyResult<RustFuture> {
 }
 // ANCHOR_END: sleep
 
+/// A Rust future that panics with `message` when polled.
+#[pyfunction]
+pub fn panicking_future(message: String) -> RustFuture {
+    RustFuture::new(async move {
+        if !message.is_empty() {
+            panic!("{}", message);
+        }
+        Ok(())
+    })
+}
+
 /// The largest `n` `count_primes` accepts: its sieve keeps the primes up to √n.
 const MAX_PRIMES_BELOW: u64 = 1 << 40;
 
@@ -119,5 +130,7 @@ pub fn count_primes(n: i64) -> PyResult<RustFuture> {
 pub fn register(m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(count_primes, m)?)?;
+    // Private (not in `__all__`): for the tests of what a panic in a Rust future becomes.
+    m.setattr("_panicking_future", wrap_pyfunction!(panicking_future, m)?)?;
     crate::bridge::register(m) // live_futures
 }
