@@ -109,7 +109,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+/// A Rust panic, caught at the border, as the Python exception PyO3 uses for panics.
+pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -676,6 +676,30 @@ pub fn ready_type_with_fixes<T: PyClass>(py: Python) {
     }
 }
 
+/// Fills the `am_send` slot of `T`'s table (installed by fix (a)) with `send`, so that
+/// `PyIter_Send` gets a returned value without a `StopIteration`. Returns whether it is
+/// installed: only on CPython 3.10+ (older versions have no such slot) and with the
+/// fixes on (without them, `T` still has PyO3's 3-field table).
+pub fn install_am_send<T: PyClass>(py: Python, send: SendFunc) -> bool {
+    if !fixes_enabled() || !python_at_least(3, 10) {
+        return false;
+    }
+    let type_object = T::type_object_raw(py);
+    // SAFETY: `type_object` is `T`'s live, ready type object and the GIL is held. Its
+    // `tp_as_async` is checked to be one of our leaked 4-field tables before the write,
+    // which fills a slot CPython reads only when an instance is sent to;
+    // `PyType_Modified` drops whatever CPython cached about the type.
+    unsafe {
+        let table = (*type_object).tp_as_async;
+        if table.is_null() || !is_our_table(table) {
+            return false;
+        }
+        (*table.cast::<AsyncMethodsWithSend>()).am_send = Some(send);
+        ffi::PyType_Modified(type_object);
+    }
+    true
+}
+
 /// The tables installed by [`ready_type_with_fixes`] (a re-import finds them in place).
 static OUR_TABLES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 

@@ -45,6 +45,8 @@ fn pyo3_0_12_pyproto(py: Python, m: &PyModule) -> PyResult<()> {
     compat::add_class_with_fixes::<RustCoroutine>(py, m)?;
     compat::add_class_with_fixes::<RustAwait>(py, m)?;
     compat::add_class_with_fixes::<RustFuture>(py, m)?;
+    // The fast path of a step that returns (see `coroutine::am_send`); a test checks it.
+    m.setattr("_AM_SEND", coroutine::install_am_send(py))?;
     // Not exported (the event loop's callback for Rust futures), but fixed all the same.
     compat::ready_type_with_fixes::<WakeReader>(py);
     // asyncio.iscoroutine, create_task, ensure_future and gather accept them.

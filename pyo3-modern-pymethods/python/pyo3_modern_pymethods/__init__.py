@@ -5,4 +5,4 @@ submodule (the same futures written with PyO3 ``async fn`` and pyo3-async-runtim
 """
 
 from .pyo3_modern_pymethods import *  # noqa: F403
-from .pyo3_modern_pymethods import _AM_SEND, __all__, __doc__  # noqa: F401
+from .pyo3_modern_pymethods import __all__, __doc__  # noqa: F401
