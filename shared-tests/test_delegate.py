@@ -193,3 +193,53 @@ def test_deep_nesting_never_overflows_the_c_stack(era, depth):
             assert result in [("return", 1)] or result[:2] == ("raise", RecursionError)
     finally:
         del awaitable
+
+
+def test_resumed_from_another_thread_while_running(era):
+    """Two threads at once: the second gets what a native coroutine gives, ValueError."""
+    import threading
+    import time
+
+    entered = threading.Event()
+
+    class Slow:
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            entered.set()
+            time.sleep(0.2)  # releases the interpreter lock mid-step
+            return None
+
+    class Awaitable:
+        def __await__(self):
+            return Slow()
+
+    def race(coro):
+        errors = []
+
+        def step():
+            try:
+                coro.send(None)
+            except BaseException as exc:  # noqa: BLE001 - compared below
+                errors.append(exc)
+
+        entered.clear()
+        first = threading.Thread(target=step)
+        first.start()
+        entered.wait(5)
+        step()  # while the first thread is inside the step
+        first.join(5)
+        return errors
+
+    async def native():
+        return await Awaitable()
+
+    native_coro = native()
+    native_errors = race(native_coro)
+    native_coro.close()
+    ours = era.delegate(Awaitable())
+    our_errors = race(ours)
+    ours.close()
+    assert [type(e) for e in our_errors] == [type(e) for e in native_errors] == [ValueError]
+    assert "already executing" in str(our_errors[0])

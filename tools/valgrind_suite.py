@@ -1,0 +1,63 @@
+"""Run pytest under valgrind and fail on memory errors attributable to the crates.
+
+    python tools/valgrind_suite.py [pytest arguments]
+
+The interpreter runs with ``PYTHONMALLOC=malloc`` (so valgrind sees every allocation)
+under memcheck, with the one glibc suppression of ``tools/valgrind-glibc.supp``. The run
+fails when pytest fails, or when valgrind reports, attributable to the crates (PyO3 or
+crate code in the access's stack, or in the stack that allocated or freed the block):
+- an invalid read or write;
+- a definite leak, other than the few blocks PyO3 allocates once at module
+  initialisation to live as long as the module (its method definitions: `PyInit_` in
+  the stack), which do not grow.
+CPython's own reports (its "uninitialised value" noise on non-valgrind builds, glibc's
+AVX2 string functions reading past a string's end) are printed as a count, not counted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUPPRESSIONS = ROOT / "tools" / "valgrind-glibc.supp"
+INVALID = re.compile(r"^==\d+== (Invalid (?:read|write) of size \d+)$", re.M)
+RECORD = re.compile(r"^==\d+== \S.*\n(?:==\d+==  .*\n)+", re.M)
+OURS = re.compile(r"pyo3|pyo3_0_12_pyproto|pyo3_modern_pymethods")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "valgrind.log"
+        command = [
+            "valgrind", "--tool=memcheck", f"--suppressions={SUPPRESSIONS}",
+            "--leak-check=full", "--show-leak-kinds=definite", "--num-callers=40",
+            f"--log-file={log}", sys.executable, "-m", "pytest", *sys.argv[1:],
+        ]
+        env = {**os.environ, "PYTHONMALLOC": "malloc"}
+        status = subprocess.call(command, env=env)
+        text = log.read_text(errors="replace")
+    records = RECORD.findall(text)
+    invalid = [r for r in records if INVALID.search(r)]
+    ours = [r for r in invalid if OURS.search(r)]
+    leaks = [
+        r for r in records
+        if "definitely lost" in r.splitlines()[0] and OURS.search(r) and "PyInit_" not in r
+    ]
+    for record in ours + leaks:
+        print(record, file=sys.stderr)
+    summary = re.findall(r"ERROR SUMMARY: .*", text)
+    print(f"valgrind: {len(ours)} invalid read/write(s) and {len(leaks)} definite leak(s) "
+          f"attributable to PyO3 or the crates; {len(invalid) - len(ours)} invalid read(s) "
+          f"inside CPython/glibc alone; {summary[-1] if summary else 'no summary'}")
+    if status != 0:
+        return status
+    return 1 if ours or leaks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
