@@ -145,7 +145,10 @@ def link_problems() -> Iterator[str]:
             if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("mailto:"):
                 continue  # an absolute URL
             path, _, fragment = target.partition("#")
-            destination = (page.parent / path).resolve() if path else page
+            # Generated fragments are included into chapters of src/: their links are
+            # relative to the including chapter.
+            base = SRC if (SRC / "generated") in page.parents else page.parent
+            destination = (base / path).resolve() if path else page
             where = f"{page.relative_to(ROOT)}: link {target}"
             if not destination.exists():
                 yield f"{where}: {destination} does not exist"
