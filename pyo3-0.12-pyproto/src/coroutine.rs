@@ -369,10 +369,11 @@ unsafe extern "C" fn am_send(
     const PYGEN_RETURN: std::os::raw::c_int = 0;
     const PYGEN_ERROR: std::os::raw::c_int = -1;
     const PYGEN_NEXT: std::os::raw::c_int = 1;
-    // SAFETY: CPython calls slots with the GIL held; the pool releases the references
-    // PyO3 registers during the call, as PyO3's own slot wrappers do.
-    let pool = unsafe { pyo3::GILPool::new() };
-    let py = pool.python();
+    // SAFETY: CPython calls slots with the GIL held. No `GILPool` (unlike PyO3's own
+    // slot wrappers): nothing below registers an owned reference in PyO3's pool — the
+    // step works on `PyObject`s and borrowed pointers only — and a pool per step would
+    // cost more than the step.
+    let py = unsafe { Python::assume_gil_acquired() };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: CPython passes live borrowed references; the slot is installed on
         // `RustCoroutine`'s type only (which cannot be subclassed), so `slf` is one.
