@@ -369,11 +369,18 @@ unsafe extern "C" fn am_send(
     const PYGEN_RETURN: std::os::raw::c_int = 0;
     const PYGEN_ERROR: std::os::raw::c_int = -1;
     const PYGEN_NEXT: std::os::raw::c_int = 1;
-    // SAFETY: CPython calls slots with the GIL held. No `GILPool` (unlike PyO3's own
-    // slot wrappers): nothing below registers an owned reference in PyO3's pool — the
-    // step works on `PyObject`s and borrowed pointers only — and a pool per step would
-    // cost more than the step.
+    // SAFETY: CPython calls slots with the GIL held. No `GILPool` on the way through
+    // (unlike PyO3's own slot wrappers): a step works on `PyObject`s and borrowed
+    // pointers only, registering nothing in PyO3's pool, and a pool per step would cost
+    // more than the step. Raising an error does register objects (PyO3 0.12 builds a
+    // lazy error's arguments as pooled references), so the error paths get a pool.
     let py = unsafe { Python::assume_gil_acquired() };
+    let raise = |err: PyErr| {
+        // SAFETY: as above, the GIL is held; the pool releases what `restore` registers.
+        let pool = unsafe { pyo3::GILPool::new() };
+        err.restore(pool.python());
+        PYGEN_ERROR
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: CPython passes live borrowed references; the slot is installed on
         // `RustCoroutine`'s type only (which cannot be subclassed), so `slf` is one.
@@ -384,14 +391,8 @@ unsafe extern "C" fn am_send(
     let (status, object) = match outcome {
         Ok(Ok(IterNextOutput::Yield(value))) => (PYGEN_NEXT, value),
         Ok(Ok(IterNextOutput::Return(value))) => (PYGEN_RETURN, value),
-        Ok(Err(err)) => {
-            err.restore(py);
-            return PYGEN_ERROR;
-        }
-        Err(payload) => {
-            crate::bridge::panic_error(payload).restore(py);
-            return PYGEN_ERROR;
-        }
+        Ok(Err(err)) => return raise(err),
+        Err(payload) => return raise(crate::bridge::panic_error(payload)),
     };
     // SAFETY: `result` is the out-pointer CPython passed; it takes the new reference.
     unsafe { *result = object.into_ptr() };
