@@ -264,16 +264,54 @@ impl WakeReader {
 }
 // ANCHOR_END: wake_reader
 
+/// The event loop the thread-local below holds, released carefully when the thread exits.
+///
+/// At thread exit the thread no longer holds the GIL, so dropping a `PyObject` would make
+/// PyO3 0.12 queue the decref in its reference pool, and PyO3 0.12 drains that pool in
+/// the `tp_traverse` of `gc` classes: the loop would be freed in the middle of a garbage
+/// collection, corrupting the collector's lists (a segfault, seen with six loops in six
+/// threads on 3.9). So such a loop is parked in [`ORPHANED_LOOPS`] instead, and released
+/// by this module's own code, with the GIL held and outside any collection.
+struct HeldLoop(Option<PyObject>);
+
+impl Drop for HeldLoop {
+    fn drop(&mut self) {
+        let Some(event_loop) = self.0.take() else { return };
+        // SAFETY: `PyGILState_Check` only reads the calling thread's state.
+        if unsafe { ffi::PyGILState_Check() } == 1 {
+            drop(event_loop); // the GIL is held: released at once
+        } else {
+            lock(&ORPHANED_LOOPS).push(event_loop.into_ptr() as usize);
+        }
+    }
+}
+
+/// Owned references to loops whose threads ended (see [`HeldLoop`]).
+static ORPHANED_LOOPS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Releases the loops parked by ended threads. The GIL must be held.
+fn release_orphaned_loops(_py: Python) {
+    let orphans = std::mem::take(&mut *lock(&ORPHANED_LOOPS));
+    for pointer in orphans {
+        // SAFETY: each entry is an owned reference parked by `HeldLoop::drop`, taken out
+        // of the list once; the caller holds the GIL.
+        unsafe { ffi::Py_DECREF(pointer as *mut ffi::PyObject) };
+    }
+}
+
 thread_local! {
     /// The running loop of this thread and its `LoopWaker`, from the last await.
-    static CURRENT: RefCell<Option<(PyObject, Arc<LoopWaker>)>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<(HeldLoop, Arc<LoopWaker>)>> = const { RefCell::new(None) };
 }
 
 // ANCHOR: loop_waker_for
 /// The `LoopWaker` of `event_loop`, registered with it on first use in this thread.
 fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
+    release_orphaned_loops(event_loop.py());
     let known = CURRENT.with_borrow(|current| match current {
-        Some((known, waker)) if known.as_ptr() == event_loop.as_ptr() => Some(waker.clone()),
+        Some((HeldLoop(Some(known)), waker)) if known.as_ptr() == event_loop.as_ptr() => {
+            Some(waker.clone())
+        }
         _ => None,
     });
     if let Some(known) = known {
@@ -285,7 +323,9 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
     };
     event_loop.call_method1("add_reader", (waker.receiver.as_raw_fd(), reader))?;
     let replaced =
-        CURRENT.with_borrow_mut(|current| current.replace((event_loop.into(), waker.clone())));
+        CURRENT.with_borrow_mut(|current| {
+            current.replace((HeldLoop(Some(event_loop.into())), waker.clone()))
+        });
     drop(replaced); // the previous loop: released outside the `RefCell` borrow
     Ok(waker)
 }
