@@ -264,6 +264,7 @@ impl WakeReader {
 }
 // ANCHOR_END: wake_reader
 
+// ANCHOR: held_loop
 /// The event loop the thread-local below holds, released carefully when the thread exits.
 ///
 /// At thread exit the thread no longer holds the GIL, so dropping a `PyObject` would make
@@ -298,6 +299,7 @@ fn release_orphaned_loops(_py: Python) {
         unsafe { ffi::Py_DECREF(pointer as *mut ffi::PyObject) };
     }
 }
+// ANCHOR_END: held_loop
 
 thread_local! {
     /// The running loop of this thread and its `LoopWaker`, from the last await.
