@@ -69,21 +69,23 @@ class Marker(Exception):
     """An exception of the tests' own, to throw in."""
 
 
+# The steps of the coroutine protocol the comparisons replay on two implementations.
+OPERATIONS = [
+    ("send", None),
+    ("send", None),
+    ("send", "v"),
+    ("throw", Marker("thrown")),
+    ("throw", Marker),
+    ("throw", GeneratorExit()),
+    ("throw", KeyboardInterrupt()),
+    ("close",),
+]
+
+
 def random_operation(rng, *, stop_iteration=False):
     """One random step of the coroutine protocol, to replay on two implementations."""
-    operations = [
-        ("send", None),
-        ("send", None),
-        ("send", "v"),
-        ("throw", Marker("thrown")),
-        ("throw", Marker),
-        ("throw", GeneratorExit()),
-        ("throw", KeyboardInterrupt()),
-        ("close",),
-    ]
-    if stop_iteration:
-        operations.append(("throw", StopIteration("stop")))
-    return rng.choice(operations)
+    extra = [("throw", StopIteration("stop"))] if stop_iteration else []
+    return rng.choice(OPERATIONS + extra)
 
 
 def apply(coro, op):

@@ -9,21 +9,10 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not install
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from helpers import Marker, apply, native_countdown, outcome  # noqa: E402
+from helpers import OPERATIONS, apply, native_countdown, outcome  # noqa: E402
 from test_delegate import BareAwaitable, ScriptedAwaitable, native_await  # noqa: E402
 
-OPERATIONS = st.sampled_from(
-    [
-        ("send", None),
-        ("send", "v"),
-        ("throw", Marker("thrown")),
-        ("throw", Marker),
-        ("throw", GeneratorExit()),
-        ("throw", KeyboardInterrupt()),
-        ("close",),
-    ]
-)
-SEQUENCES = st.lists(OPERATIONS, min_size=1, max_size=10)
+SEQUENCES = st.lists(st.sampled_from(OPERATIONS), min_size=1, max_size=10)
 YIELDS = st.tuples(
     st.just("yield"),
     st.sampled_from([None, 1, "y"]),
