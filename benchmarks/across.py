@@ -24,7 +24,8 @@ BUILD = ROOT / "build" / "bench"
 DEFAULT = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 
 
-def run(version: str) -> Path | None:
+def venv_for(version: str) -> str | None:
+    """The python of ``build/bench/venv-X.Y``, with both eras freshly built for it."""
     python = shutil.which(f"python{version}")
     if python is None:
         print(f"python{version} not found on PATH: skipped", file=sys.stderr)
@@ -39,6 +40,13 @@ def run(version: str) -> Path | None:
          str(ROOT / "pyo3-0.12-pyproto"), str(ROOT / "pyo3-modern-pymethods")],
         check=True, env=env,
     )
+    return py
+
+
+def run(version: str) -> Path | None:
+    py = venv_for(version)
+    if py is None:
+        return None
     out = BUILD / f"results-{version}.json"
     subprocess.run([py, str(ROOT / "benchmarks" / "bench.py"), "--json", str(out)], check=True)
     return out

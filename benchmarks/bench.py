@@ -200,6 +200,8 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="small counts (CI)")
     parser.add_argument("--json", type=Path, default=Path("build/bench/results.json"))
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="run only the groups whose title contains TEXT (repeatable)")
     args = parser.parse_args()
     eras = load_eras()
     if not eras:
@@ -208,6 +210,8 @@ def main() -> int:
     rounds = args.rounds or (2 if args.short else 5)
     results, baselines = [], {}
     for group, name, baseline, ops, run in benchmarks(eras, args.short):
+        if args.only and not any(text in group for text in args.only):
+            continue
         ns = best_ns_per_op(run, ops, rounds)
         if baseline is None:
             baselines[(group, name)] = ns

@@ -1,11 +1,11 @@
 """The fast paths are the paths taken: a test fails if one silently falls back.
 
-``RustCoroutine`` fills CPython 3.10+'s ``am_send`` slot itself, in both eras (PyO3 has
-no ``#[pymethods]`` name for it; PyO3 0.12 has no such field at all, so the 0.12 crate
-puts it in the 4-field table of its compat fixes): ``PyIter_Send`` — asyncio's Task on
-every step, ``await`` on 3.10/3.11 — then gets a returned value without a
-``StopIteration``. Here the slot is read straight from the type object with ctypes, and
-``PyIter_Send`` is called on it.
+``RustCoroutine`` and ``RustAwait`` get hand-filled type slots in both eras (``slots.rs``):
+``am_await``, ``tp_iternext`` and, from CPython 3.10, ``am_send`` (which PyO3 has no
+``#[pymethods]`` name for, and PyO3 0.12 no field for: the 0.12 crate fills it in the
+4-field table of its compat fixes). Each module lists what it installed, by address, in
+the private ``_FAST_SLOTS``; here the addresses are compared with the type objects'
+slots read with ctypes, and the slots are called the way CPython calls them.
 """
 
 from __future__ import annotations
@@ -16,43 +16,102 @@ import sys
 
 import pytest
 
+from helpers import native_countdown, outcome
+
 pytestmark = pytest.mark.skipif(
-    sys.version_info < (3, 10) or sys.implementation.name != "cpython",
-    reason="am_send exists from CPython 3.10",
+    sys.implementation.name != "cpython", reason="reads CPython's type objects"
 )
 
 POINTER = ctypes.sizeof(ctypes.c_void_p)
-# PyTypeObject: ob_refcnt, ob_type, ob_size, tp_name, tp_basicsize, tp_itemsize,
-# tp_dealloc, tp_vectorcall_offset, tp_getattr, tp_setattr, then tp_as_async.
+# PyTypeObject, one pointer-sized field each: ob_refcnt, ob_type, ob_size, tp_name,
+# tp_basicsize, tp_itemsize, tp_dealloc, tp_vectorcall_offset, tp_getattr, tp_setattr,
+# then tp_as_async (10) ... tp_iter (27), tp_iternext (28).
 TP_AS_ASYNC = 10 * POINTER
-AM_SEND = 3 * POINTER  # am_await, am_aiter, am_anext, then am_send
+TP_ITERNEXT = 28 * POINTER
+# PyAsyncMethods: am_await, am_aiter, am_anext, then (3.10+) am_send.
+AM_AWAIT = 0
+AM_SEND = 3 * POINTER
+HAS_AM_SEND = sys.version_info >= (3, 10)
+CLASSES = ["RustCoroutine", "RustAwait"]
 
 
-def am_send_slot(cls) -> int:
-    methods = ctypes.c_void_p.from_address(id(cls) + TP_AS_ASYNC).value
+def fast_slots(era) -> dict:
+    """What the compiled module says it installed (``_FAST_SLOTS``, a private attribute)."""
+    return importlib.import_module(f"{era.__name__}.{era.__name__}")._FAST_SLOTS
+
+
+def read_pointer(address: int) -> int:
+    return ctypes.c_void_p.from_address(address).value or 0
+
+
+def type_slots(cls) -> dict:
+    methods = read_pointer(id(cls) + TP_AS_ASYNC)
     assert methods, "the type has no async methods table"
-    return ctypes.c_void_p.from_address(methods + AM_SEND).value or 0
+    slots = {
+        "tp_iternext": read_pointer(id(cls) + TP_ITERNEXT),
+        "am_await": read_pointer(methods + AM_AWAIT),
+    }
+    if HAS_AM_SEND:
+        slots["am_send"] = read_pointer(methods + AM_SEND)
+    return slots
 
 
-def claims_am_send(era) -> bool:
-    """What the compiled module says it installed (``_AM_SEND``, a private attribute)."""
-    return importlib.import_module(f"{era.__name__}.{era.__name__}")._AM_SEND
+def make(era, name: str, value="value"):
+    """A fresh instance that yields None once, then returns ``value``."""
+    if name == "RustCoroutine":
+        return era.countdown(1, value)
+    return era.delegate(native_countdown(1, value))
 
 
-def test_both_eras_claim_the_fast_path(era):
-    assert claims_am_send(era) is True
+@pytest.mark.parametrize("name", CLASSES)
+def test_every_slot_is_claimed(era, name):
+    expected = {"tp_iternext", "am_await"} | ({"am_send"} if HAS_AM_SEND else set())
+    assert set(fast_slots(era)[name]) == expected
 
 
-def test_rust_coroutine_has_am_send(era):
-    assert claims_am_send(era)
-    assert am_send_slot(era.RustCoroutine) != 0
+@pytest.mark.parametrize("name", CLASSES)
+def test_the_type_object_holds_the_claimed_functions(era, name):
+    claimed = fast_slots(era)[name]
+    assert all(address != 0 for address in claimed.values())
+    assert type_slots(getattr(era, name)) == claimed
 
 
-def test_pyiter_send_returns_without_stop_iteration(era):
+@pytest.mark.parametrize("name", CLASSES)
+@pytest.mark.parametrize("value", ["value", (1, 2), ValueError("as a value"), None])
+def test_tp_iternext_returns_like_a_generator(era, name, value):
+    """``next()`` calls ``tp_iternext``; a return is a ``StopIteration`` like a generator's."""
+    coro = make(era, name, value)
+    assert next(coro) is None
+    with pytest.raises(StopIteration) as stop:
+        next(coro)
+    assert type(stop.value) is StopIteration
+    assert stop.value.value is value
+    assert stop.value.args == (value,)
+    with pytest.raises(RuntimeError, match="cannot reuse"):
+        next(coro)
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_await_goes_through_am_await(era, name):
+    """``await`` (``GET_AWAITABLE``) calls ``am_await``; the method wrapper agrees."""
+    coro = make(era, name)
+    assert coro.__await__() is coro
+
+    async def outer():
+        return await coro
+
+    stepped = outer()
+    assert outcome(lambda: stepped.send(None)) == ("yield", None)
+    assert outcome(lambda: stepped.send(None)) == ("return", "value")
+
+
+@pytest.mark.skipif(not HAS_AM_SEND, reason="am_send exists from CPython 3.10")
+@pytest.mark.parametrize("name", CLASSES)
+def test_pyiter_send_returns_without_stop_iteration(era, name):
     send = ctypes.pythonapi.PyIter_Send
     send.restype = ctypes.c_int
     send.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.POINTER(ctypes.py_object)]
-    coro = era.countdown(1, "value")
+    coro = make(era, name)
     result = ctypes.py_object()
     assert send(coro, None, ctypes.byref(result)) == 1  # PYGEN_NEXT
     assert result.value is None

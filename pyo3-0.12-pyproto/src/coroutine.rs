@@ -23,6 +23,7 @@ use pyo3::{
 };
 
 use crate::compat;
+use crate::slots::Stepped;
 
 /// Where a coroutine is in its life (shared with `RustAwait` and `RustFuture`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -354,56 +355,14 @@ pub(crate) fn escaping(py: Python, thrown: PyErr, started: bool) -> PyErr {
 }
 // ANCHOR_END: thrown_exception
 
-// ANCHOR: am_send
-/// The `am_send` slot (CPython 3.10+), which PyO3 0.12 knows nothing of: it lives in the
-/// 4-field table `compat` gives the type (fix (a)), and `compat::install_am_send` fills it.
-///
-/// `PyIter_Send` calls it instead of `tp_iternext`: asyncio's C Task on every step (all
-/// versions from 3.10), and `await` on 3.10 and 3.11. A returned value then goes back
-/// through `*result` with `PYGEN_RETURN`: no `StopIteration` is created and caught.
-unsafe extern "C" fn am_send(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-    result: *mut *mut ffi::PyObject,
-) -> std::os::raw::c_int {
-    const PYGEN_RETURN: std::os::raw::c_int = 0;
-    const PYGEN_ERROR: std::os::raw::c_int = -1;
-    const PYGEN_NEXT: std::os::raw::c_int = 1;
-    // SAFETY: CPython calls slots with the GIL held. No `GILPool` on the way through
-    // (unlike PyO3's own slot wrappers): a step works on `PyObject`s and borrowed
-    // pointers only, registering nothing in PyO3's pool, and a pool per step would cost
-    // more than the step. Raising an error does register objects (PyO3 0.12 builds a
-    // lazy error's arguments as pooled references), so the error paths get a pool.
-    let py = unsafe { Python::assume_gil_acquired() };
-    let raise = |err: PyErr| {
-        // SAFETY: as above, the GIL is held; the pool releases what `restore` registers.
-        let pool = unsafe { pyo3::GILPool::new() };
-        err.restore(pool.python());
-        PYGEN_ERROR
-    };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: CPython passes live borrowed references; the slot is installed on
-        // `RustCoroutine`'s type only (which cannot be subclassed), so `slf` is one.
-        let (cell, sent): (&PyCell<RustCoroutine>, &PyAny) =
-            unsafe { (py.from_borrowed_ptr(slf), py.from_borrowed_ptr(arg)) };
-        begin(cell)?.step(py, sent.is_none())
-    }));
-    let (status, object) = match outcome {
-        Ok(Ok(IterNextOutput::Yield(value))) => (PYGEN_NEXT, value),
-        Ok(Ok(IterNextOutput::Return(value))) => (PYGEN_RETURN, value),
-        Ok(Err(err)) => return raise(err),
-        Err(payload) => return raise(crate::bridge::panic_error(payload)),
-    };
-    // SAFETY: `result` is the out-pointer CPython passed; it takes the new reference.
-    unsafe { *result = object.into_ptr() };
-    status
+// ANCHOR: fast_step
+/// The step the hand-filled slots (`crate::slots`) call: the same as `send`'s.
+impl Stepped for RustCoroutine {
+    fn send_step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<PyIterNextOutput> {
+        begin(slf)?.step(slf.py(), sent.is_none())
+    }
 }
-
-/// Installs [`am_send`] on `RustCoroutine`'s type; returns whether it is installed.
-pub fn install_am_send(py: Python) -> bool {
-    compat::install_am_send::<RustCoroutine>(py, am_send)
-}
-// ANCHOR_END: am_send
+// ANCHOR_END: fast_step
 
 // ANCHOR: factories
 /// ready(value) -> RustCoroutine that returns `value` on its first step.

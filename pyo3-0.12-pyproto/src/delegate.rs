@@ -20,6 +20,7 @@ use pyo3::{
 };
 
 use crate::compat;
+use crate::slots::Stepped;
 use crate::coroutine::{
     already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
     thrown_exception, State,
@@ -176,6 +177,29 @@ impl RustAwait {
     }
 }
 
+// ANCHOR: send_step
+/// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`. The
+/// `send`/`__next__` methods and the hand-filled slots (`crate::slots`) all step here.
+impl Stepped for RustAwait {
+    fn send_step(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
+        let py = slf.py();
+        if !value.is_none() && Self::state(slf) == State::Created {
+            return Err(just_started_error());
+        }
+        let (_, inner) = Self::begin(slf)?;
+        let inner = inner.expect("an unfinished RustAwait has its inner iterator");
+        let outcome = guarded(py, || {
+            Ok(if value.is_none() {
+                Outcome::of_step(step(inner))
+            } else {
+                Outcome::of_call(py, inner.call_method1("send", (value,)))
+            })
+        });
+        Self::end(slf, outcome.unwrap_or_else(Outcome::Raise))
+    }
+}
+// ANCHOR_END: send_step
+
 /// An attribute of `obj`, `None` if it has none (PyO3 0.12 has no `getattr_opt`).
 fn getattr_opt<'py>(obj: &'py PyAny, name: &str) -> PyResult<Option<&'py PyAny>> {
     match obj.getattr(name) {
@@ -199,20 +223,7 @@ impl RustAwait {
     /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
     #[text_signature = "($self, value, /)"]
     fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
-        let py = slf.py();
-        if !value.is_none() && Self::state(slf) == State::Created {
-            return Err(just_started_error());
-        }
-        let (_, inner) = Self::begin(slf)?;
-        let inner = inner.expect("an unfinished RustAwait has its inner iterator");
-        let outcome = guarded(py, || {
-            Ok(if value.is_none() {
-                Outcome::of_step(step(inner))
-            } else {
-                Outcome::of_call(py, inner.call_method1("send", (value,)))
-            })
-        });
-        Self::end(slf, outcome.unwrap_or_else(Outcome::Raise))
+        Self::send_step(slf, value)
     }
 
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
@@ -288,7 +299,7 @@ impl PyIterProtocol for RustAwait {
 
     fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
         let py = slf.py();
-        Self::send(slf, py.None().as_ref(py))
+        Self::send_step(slf, py.None().as_ref(py))
     }
 }
 

@@ -7,6 +7,7 @@
 //! * [`delegate`]: `delegate(awaitable)`, `await` re-implemented in Rust inside a loop.
 //! * [`bridge`] and [`futures`]: Rust futures as Python awaitables (`RustFuture`,
 //!   `sleep`, `count_primes`, `live_futures`).
+//! * [`slots`]: the type slots filled by hand, the hot path of every step.
 //! * [`compat`]: what differs between CPython versions, and the fixes that let PyO3 0.12's
 //!   type objects run on CPython 3.10+ (`PYO3_0_12_PYPROTO_UNFIXED=1` turns them off).
 //!
@@ -20,6 +21,7 @@ pub mod coroutine;
 pub mod delegate;
 pub mod driver;
 pub mod futures;
+pub mod slots;
 
 use pyo3::prelude::*;
 
@@ -45,8 +47,8 @@ fn pyo3_0_12_pyproto(py: Python, m: &PyModule) -> PyResult<()> {
     compat::add_class_with_fixes::<RustCoroutine>(py, m)?;
     compat::add_class_with_fixes::<RustAwait>(py, m)?;
     compat::add_class_with_fixes::<RustFuture>(py, m)?;
-    // The fast path of a step that returns (see `coroutine::am_send`); a test checks it.
-    m.setattr("_AM_SEND", coroutine::install_am_send(py))?;
+    // The hand-filled slots of each step (`slots`): a test checks they are the ones used.
+    m.setattr("_FAST_SLOTS", slots::install_all(py)?)?;
     // Not exported (the event loop's callback for Rust futures), but fixed all the same.
     compat::ready_type_with_fixes::<WakeReader>(py);
     // asyncio.iscoroutine, create_task, ensure_future and gather accept them.

@@ -18,6 +18,7 @@ use pyo3::types::{PyTraceback, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
+use crate::slots::{Sent, Stepped};
 
 /// Where a coroutine is in its life (shared with `RustAwait` and `RustFuture`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -56,12 +57,6 @@ pub(crate) fn already_executing() -> PyErr {
     PyValueError::new_err("coroutine already executing")
 }
 
-/// What one step of a coroutine does.
-enum Step {
-    Yield(Py<PyAny>),
-    Return(Py<PyAny>),
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Ready,
@@ -90,7 +85,7 @@ impl RustCoroutine {
 
     // ANCHOR: step
     /// One step, as `coro.send(sent)` does: yields `None`, or returns the result.
-    fn advance(&mut self, py: Python<'_>, sent_is_none: bool) -> PyResult<Step> {
+    fn advance<'py>(&mut self, py: Python<'py>, sent_is_none: bool) -> PyResult<Sent<'py>> {
         match self.state {
             State::Finished => Err(reuse_error()),
             State::Running => Err(already_executing()),
@@ -98,17 +93,12 @@ impl RustCoroutine {
             _ if self.remaining > 0 => {
                 self.remaining -= 1;
                 self.state = State::Suspended;
-                Ok(Step::Yield(py.None()))
+                Ok(Sent::Yield(py.None().into_bound(py)))
             }
-            _ => Ok(Step::Return(self.finish().unwrap_or_else(|| py.None()))),
-        }
-    }
-
-    /// A step for `send`/`__next__`, which return a result by raising `StopIteration`.
-    fn step(&mut self, py: Python<'_>, sent_is_none: bool) -> PyResult<Py<PyAny>> {
-        match self.advance(py, sent_is_none)? {
-            Step::Yield(value) => Ok(value),
-            Step::Return(value) => Err(compat::stop_iteration(value)),
+            _ => {
+                let value = self.finish().unwrap_or_else(|| py.None());
+                Ok(Sent::Return(value.into_bound(py)))
+            }
         }
     }
     // ANCHOR_END: step
@@ -138,13 +128,13 @@ impl RustCoroutine {
 
     /// `send(None)`.
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        begin(slf)?.step(slf.py(), true)
+        begin(slf)?.advance(slf.py(), true)?.into_method_result()
     }
 
     /// send(value) -> yields None, or raises StopIteration(result) when finished.
     #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        begin(slf)?.step(slf.py(), value.is_none())
+        begin(slf)?.advance(slf.py(), value.is_none())?.into_method_result()
     }
 
     /// throw(typ[, val[, tb]]) -> raises the exception out of the coroutine and finishes it.
@@ -294,79 +284,14 @@ pub(crate) fn escaping(py: Python<'_>, thrown: PyErr, started: bool) -> PyErr {
 }
 // ANCHOR_END: thrown_exception
 
-// ANCHOR: am_send
-/// The `am_send` slot (CPython 3.10+), which PyO3 has no `#[pymethods]` name for.
-///
-/// `PyIter_Send` calls it instead of `tp_iternext`: asyncio's C Task on every step (all
-/// versions from 3.10), and `await` on 3.10 and 3.11. A returned value then goes back
-/// through `*result` with `PYGEN_RETURN`: no `StopIteration` is created and caught.
-/// (From 3.12, `await`'s `SEND` calls `tp_iternext` for anything but a native
-/// generator, so there a returned value costs a `StopIteration` again.)
-#[cfg(Py_3_10)]
-unsafe extern "C" fn am_send(
-    slf: *mut pyo3::ffi::PyObject,
-    arg: *mut pyo3::ffi::PyObject,
-    result: *mut *mut pyo3::ffi::PyObject,
-) -> pyo3::ffi::PySendResult {
-    use pyo3::ffi::PySendResult;
-    // SAFETY: CPython calls slots on a thread attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: CPython passes live borrowed references; the slot is installed on
-        // `RustCoroutine`'s type only (which cannot be subclassed), so `slf` is one.
-        let (slf, arg) = unsafe {
-            (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, arg))
-        };
-        // SAFETY: see above: `slf`'s type is exactly `RustCoroutine`.
-        let slf = unsafe { slf.cast_unchecked::<RustCoroutine>() };
-        begin(slf)?.advance(py, arg.is_none())
-    }));
-    let (status, object) = match outcome {
-        Ok(Ok(Step::Yield(value))) => (PySendResult::PYGEN_NEXT, value),
-        Ok(Ok(Step::Return(value))) => (PySendResult::PYGEN_RETURN, value),
-        Ok(Err(err)) => {
-            err.restore(py);
-            return PySendResult::PYGEN_ERROR;
-        }
-        Err(payload) => {
-            crate::bridge::panic_error(payload).restore(py);
-            return PySendResult::PYGEN_ERROR;
-        }
-    };
-    // SAFETY: `result` is the out-pointer CPython passed; it takes the new reference.
-    unsafe { *result = object.into_ptr() };
-    status
-}
-
-/// Installs [`am_send`] on `RustCoroutine`'s type; returns whether it is installed
-/// (false before CPython 3.10, which has no such slot).
-pub fn install_am_send(py: Python<'_>) -> bool {
-    #[cfg(Py_3_10)]
-    {
-        let class = py.get_type::<RustCoroutine>();
-        // SAFETY: a heap type made by PyO3: `tp_as_async` points into the type object's
-        // own `PyAsyncMethods` (never NULL for a class with `__await__`), which lives as
-        // long as the type. Filling an empty slot of a ready type before any instance is
-        // stepped is what `PyType_FromSpec` would have done; `PyType_Modified` drops
-        // what CPython cached about the type.
-        unsafe {
-            let type_object = class.as_type_ptr();
-            let methods = (*type_object).tp_as_async;
-            if methods.is_null() {
-                return false;
-            }
-            (*methods).am_send = Some(am_send);
-            pyo3::ffi::PyType_Modified(type_object);
-        }
-        true
-    }
-    #[cfg(not(Py_3_10))]
-    {
-        let _ = py;
-        false
+// ANCHOR: fast_step
+/// The step the hand-filled slots (`crate::slots`) call: the same as `send`'s.
+impl Stepped for RustCoroutine {
+    fn send_step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Sent<'py>> {
+        begin(slf)?.advance(slf.py(), sent.is_none())
     }
 }
-// ANCHOR_END: am_send
+// ANCHOR_END: fast_step
 
 // ANCHOR: factories
 /// ready(value) -> RustCoroutine that returns `value` on its first step.

@@ -15,6 +15,7 @@ use pyo3::types::{PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
+use crate::slots::{Sent, Stepped};
 use crate::coroutine::{
     already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
     thrown_exception, State,
@@ -125,16 +126,19 @@ impl RustAwait {
     }
 
     /// Leaves a step the way it ended.
-    fn end(slf: &Bound<'_, Self>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+    fn end<'py>(slf: &Bound<'py, Self>, outcome: Outcome) -> PyResult<Sent<'py>> {
+        let py = slf.py();
         let mut this = slf.borrow_mut();
         if let Outcome::Yield(value) = outcome {
             this.state = State::Suspended;
-            return Ok(value);
+            return Ok(Sent::Yield(value.into_bound(py)));
         }
         this.state = State::Finished;
-        this.inner = None;
+        let inner = this.inner.take();
+        drop(this);
+        drop(inner); // may run the inner iterator's finaliser: after the borrow is released
         match outcome {
-            Outcome::Return(value) => Err(compat::stop_iteration(value)),
+            Outcome::Return(value) => Ok(Sent::Return(value.into_bound(py))),
             Outcome::Raise(err) => Err(err),
             Outcome::Yield(_) => unreachable!("handled above"),
         }
@@ -142,7 +146,11 @@ impl RustAwait {
 
     /// Raises the thrown exception in the outer coroutine itself (where `yield from`
     /// raises it when the inner iterator cannot take it).
-    fn raise_here(slf: &Bound<'_, Self>, before: State, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    fn raise_here<'py>(
+        slf: &Bound<'py, Self>,
+        before: State,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Sent<'py>> {
         let py = slf.py();
         let err = match thrown_exception(args) {
             Ok(err) => err,
@@ -162,32 +170,11 @@ impl RustAwait {
     }
 }
 
-/// `close()` of a delegated-to iterator, as `yield from` does it: only if it has one.
-fn close_inner(inner: &Bound<'_, PyAny>) -> PyResult<()> {
-    match inner.getattr_opt("close")? {
-        Some(close) => close.call0().map(drop),
-        None => Ok(()),
-    }
-}
-
-// ANCHOR: pymethods
-#[pymethods]
-impl RustAwait {
-    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Self::send(slf, slf.py().None().bind(slf.py()))
-    }
-
-    /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
-    #[pyo3(signature = (value, /))]
-    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+// ANCHOR: send_step
+/// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`. The
+/// `send`/`__next__` methods and the hand-filled slots (`crate::slots`) all step here.
+impl Stepped for RustAwait {
+    fn send_step<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Sent<'py>> {
         let py = slf.py();
         if !value.is_none() && Self::state(slf) == State::Created {
             return Err(just_started_error());
@@ -203,11 +190,13 @@ impl RustAwait {
         });
         Self::end(slf, outcome.unwrap_or_else(Outcome::Raise))
     }
+}
+// ANCHOR_END: send_step
 
+impl RustAwait {
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
     /// here; anything else goes to `inner.throw` where there is one, else is raised here.
-    #[pyo3(signature = (*args), text_signature = "($self, typ, val=None, tb=None, /)")]
-    fn throw(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    fn throw_step<'py>(slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>) -> PyResult<Sent<'py>> {
         let py = slf.py();
         check_throw_arguments(args)?;
         let (before, inner) = Self::begin(slf)?;
@@ -233,6 +222,43 @@ impl RustAwait {
         };
         let result = guarded(py, || method.call1(args));
         Self::end(slf, Outcome::of_call(py, result))
+    }
+}
+
+/// `close()` of a delegated-to iterator, as `yield from` does it: only if it has one.
+fn close_inner(inner: &Bound<'_, PyAny>) -> PyResult<()> {
+    match inner.getattr_opt("close")? {
+        Some(close) => close.call0().map(drop),
+        None => Ok(()),
+    }
+}
+
+// ANCHOR: pymethods
+#[pymethods]
+impl RustAwait {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::send_step(slf, slf.py().None().bind(slf.py()))?.into_method_result()
+    }
+
+    /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
+    #[pyo3(signature = (value, /))]
+    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::send_step(slf, value)?.into_method_result()
+    }
+
+    /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
+    /// here; anything else goes to `inner.throw` where there is one, else is raised here.
+    #[pyo3(signature = (*args), text_signature = "($self, typ, val=None, tb=None, /)")]
+    fn throw(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        Self::throw_step(slf, args)?.into_method_result()
     }
 
     /// `yield from`'s close: close the inner iterator, then finish quietly.

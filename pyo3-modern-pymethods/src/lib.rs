@@ -9,6 +9,7 @@
 //!   `sleep`, `count_primes`, `live_futures`).
 //! * [`baselines`]: the same futures as the ecosystem writes them (PyO3 `async fn`,
 //!   pyo3-async-runtimes), to compare against.
+//! * [`slots`]: the type slots filled by hand, the hot path of every step.
 //! * [`compat`]: what differs between CPython versions.
 //!
 //! Each file has a namesake in the sibling crate `pyo3-0.12-pyproto`, which builds the
@@ -21,6 +22,7 @@ pub mod coroutine;
 pub mod delegate;
 pub mod driver;
 pub mod futures;
+pub mod slots;
 
 use pyo3::prelude::*;
 
@@ -43,8 +45,8 @@ fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RustCoroutine>()?;
     m.add_class::<RustAwait>()?;
     m.add_class::<RustFuture>()?;
-    // The fast path of a step that returns (see `coroutine::am_send`); a test checks it.
-    m.setattr("_AM_SEND", coroutine::install_am_send(m.py()))?;
+    // The hand-filled slots of each step (`slots`): a test checks they are the ones used.
+    m.setattr("_FAST_SLOTS", slots::install_all(m.py())?)?;
     // asyncio.iscoroutine, create_task, ensure_future and gather accept them.
     for class in [
         m.py().get_type::<RustCoroutine>(),

@@ -1,0 +1,239 @@
+//! Type slots filled by hand: the hot path of stepping a coroutine written in Rust.
+//!
+//! PyO3 fills `am_await` from `__await__` and `tp_iternext` from `__next__` with its own
+//! slot wrappers, and has no name at all for CPython 3.10's `am_send`. The wrappers are
+//! correct but general: each step goes through PyO3's error state, and a returned value
+//! is built as `StopIteration((value,))` and normalised. Here each class that is stepped
+//! on every `await` ([`RustCoroutine`](crate::coroutine::RustCoroutine) and
+//! [`RustAwait`](crate::delegate::RustAwait)) gets three small C functions instead:
+//!
+//! * `am_await`: returns the object itself, as the `__await__` method does;
+//! * `tp_iternext`: one step; a returned value leaves as CPython's own generators return
+//!   one (`_PyGen_SetStopIterationValue`): `PyErr_SetObject(StopIteration, value)`, which
+//!   up to 3.11 is not even instantiated when `await` takes the value back;
+//! * `am_send` (3.10+): one step that returns its value through `*result` with
+//!   `PYGEN_RETURN`, with no exception at all (asyncio's Task, and `await` on 3.10/3.11).
+//!
+//! The `#[pymethods]` stay as they are: they are what `type(coro).__next__` and
+//! `coro.send(v)` call (a type's method wrappers keep the function they were made
+//! with), and the semantics of both paths are those of the class's one step function.
+//! `FAST_SLOTS` in the module lists the installed functions by address, and a test
+//! compares them with the type object's slots, so a silent fallback fails the suite.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{IntoPyDict, PyDict};
+use pyo3::PyClass;
+
+// ANCHOR: stepped
+/// How one step of a coroutine ended, when it did not raise.
+pub(crate) enum Sent<'py> {
+    /// Suspended, yielding this value.
+    Yield(Bound<'py, PyAny>),
+    /// Finished, returning this value.
+    Return(Bound<'py, PyAny>),
+}
+
+impl<'py> Sent<'py> {
+    /// The step as a `send`/`__next__` method returns it: a returned value is raised as
+    /// `StopIteration`.
+    pub(crate) fn into_method_result(self) -> PyResult<Py<PyAny>> {
+        match self {
+            Sent::Yield(value) => Ok(value.unbind()),
+            Sent::Return(value) => Err(crate::compat::stop_iteration(value.unbind())),
+        }
+    }
+}
+
+/// A class whose instances are stepped through the slots of this module.
+pub(crate) trait Stepped: PyClass {
+    /// One step: what `send(sent)` does.
+    fn send_step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Sent<'py>>;
+}
+// ANCHOR_END: stepped
+
+/// Runs one step of the `T` at `slf`, catching a panic.
+///
+/// # Safety
+/// The thread is attached; `slf` is a live instance of `T` (the slots are installed on
+/// `T`'s type only, and `T` cannot be subclassed); `sent` is a live object or NULL (None).
+unsafe fn step<'py, T: Stepped>(
+    py: Python<'py>,
+    slf: *mut ffi::PyObject,
+    sent: *mut ffi::PyObject,
+) -> Option<Sent<'py>> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as the caller guarantees: live borrowed references (a new reference to
+        // each is taken), `slf` of exactly type `T`.
+        let (slf, sent) = unsafe {
+            let sent = if sent.is_null() { ffi::Py_None() } else { sent };
+            (
+                Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>(),
+                Bound::from_borrowed_ptr(py, sent),
+            )
+        };
+        T::send_step(&slf, &sent)
+    }));
+    match outcome {
+        Ok(Ok(sent)) => Some(sent),
+        Ok(Err(err)) => {
+            err.restore(py);
+            None
+        }
+        Err(payload) => {
+            crate::bridge::panic_error(payload).restore(py);
+            None
+        }
+    }
+}
+
+// ANCHOR: slots
+/// `am_await`: the object is its own iterator.
+unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython passes a live object and takes the new reference returned.
+    unsafe { ffi::Py_IncRef(slf) };
+    slf
+}
+
+/// `tp_iternext`: one step with `None`; a returned value raised as `StopIteration`.
+unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // `attach`, not `assume_attached`: the thread is attached (CPython calls slots on an
+    // attached thread), but PyO3 must know it, or the `Py`s a step drops would wait in
+    // its pool for a later release instead of being released now.
+    Python::attach(|py| {
+        // SAFETY: a live instance of the type the slot is installed on (`T`'s, see
+        // `install`).
+        match unsafe { step::<T>(py, slf, ptr::null_mut()) } {
+            Some(Sent::Yield(value)) => value.into_ptr(),
+            Some(Sent::Return(value)) => {
+                raise_stop_iteration(&value);
+                ptr::null_mut()
+            }
+            None => ptr::null_mut(),
+        }
+    })
+}
+
+// ANCHOR: raise_stop_iteration
+/// Raises `StopIteration` carrying `value`, as a generator's `return value` does
+/// (CPython's `_PyGen_SetStopIterationValue`).
+///
+/// Up to 3.11 the value itself is set as the exception's argument, uninstantiated, which
+/// `await` (`_PyGen_FetchStopIterationValue`) takes back without ever making the
+/// exception object; a tuple or an exception would be taken apart or mistaken for the
+/// exception, so those are wrapped in an instance first. From 3.12 an exception is always
+/// an instance, so one is made straight away: `StopIteration.__new__` and `__init__` with
+/// the argument tuple `(value,)`, which is what calling the class does, minus the call.
+fn raise_stop_iteration(value: &Bound<'_, PyAny>) {
+    // SAFETY: attached (the caller holds a `Bound`); `value` is live, and so is the
+    // `StopIteration` class (a static of the interpreter). `PyErr_SetObject` takes its
+    // own references; the instance is released after it is set. On a failure its error
+    // is left set, as CPython's own function leaves it.
+    unsafe {
+        let stop = ffi::PyExc_StopIteration;
+        let v = value.as_ptr();
+        if cfg!(not(Py_3_12)) && ffi::PyTuple_Check(v) == 0 && ffi::PyExceptionInstance_Check(v) == 0 {
+            ffi::PyErr_SetObject(stop, v);
+            return;
+        }
+        let instance = new_stop_iteration(v);
+        if !instance.is_null() {
+            ffi::PyErr_SetObject(stop, instance);
+            ffi::Py_DecRef(instance);
+        }
+    }
+}
+
+/// `StopIteration(value)`, made by the class's own `tp_new` and `tp_init`; a new
+/// reference, or NULL with the error set.
+///
+/// # Safety
+/// Attached; `value` is a live object.
+unsafe fn new_stop_iteration(value: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: as the caller guarantees. `StopIteration` is a static, ready type whose
+    // `tp_new` (`BaseException_new`) and `tp_init` (`StopIteration_init`) are never NULL;
+    // both take the argument tuple borrowed, and the tuple is released on every path.
+    unsafe {
+        let stop = ffi::PyExc_StopIteration.cast::<ffi::PyTypeObject>();
+        let args = ffi::PyTuple_New(1);
+        if args.is_null() {
+            return ptr::null_mut();
+        }
+        ffi::Py_IncRef(value);
+        ffi::PyTuple_SetItem(args, 0, value); // steals the reference; cannot fail here
+        let (new, init) = ((*stop).tp_new.expect("tp_new"), (*stop).tp_init.expect("tp_init"));
+        let mut instance = new(stop, args, ptr::null_mut());
+        if !instance.is_null() && init(instance, args, ptr::null_mut()) < 0 {
+            ffi::Py_DecRef(instance);
+            instance = ptr::null_mut();
+        }
+        ffi::Py_DecRef(args);
+        instance
+    }
+}
+// ANCHOR_END: raise_stop_iteration
+
+/// `am_send` (CPython 3.10+): one step with `arg`; a returned value goes to `*result`.
+#[cfg(Py_3_10)]
+unsafe extern "C" fn am_send<T: Stepped>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    Python::attach(|py| {
+        // SAFETY: as in `iternext`; `arg` is a live object (or NULL, taken as None).
+        let (status, value) = match unsafe { step::<T>(py, slf, arg) } {
+            Some(Sent::Yield(value)) => (ffi::PySendResult::PYGEN_NEXT, value),
+            Some(Sent::Return(value)) => (ffi::PySendResult::PYGEN_RETURN, value),
+            None => return ffi::PySendResult::PYGEN_ERROR,
+        };
+        // SAFETY: `result` is the out-pointer CPython passed; it takes the new reference.
+        unsafe { *result = value.into_ptr() };
+        status
+    })
+}
+// ANCHOR_END: slots
+
+// ANCHOR: install
+/// Fills `am_await`, `tp_iternext` and (3.10+) `am_send` of `T`'s type with the
+/// functions above; returns each installed slot's name and the function's address.
+pub(crate) fn install<T: Stepped>(py: Python<'_>) -> Vec<(&'static str, usize)> {
+    let class = py.get_type::<T>();
+    let type_object = class.as_type_ptr();
+    let mut installed = Vec::new();
+    // SAFETY: a type object PyO3 made for `T` and keeps alive for the process; attached,
+    // and (under free threading too) before the module that defines `T` is returned, so no
+    // instance has been stepped yet. `tp_as_async` points into the type object's own
+    // `PyAsyncMethods` (not NULL: `T` has `__await__`). Replacing a filled slot with a
+    // function of the same meaning, or filling the empty `am_send`, is what
+    // `PyType_FromSpec` would have done; `PyType_Modified` drops what CPython cached.
+    unsafe {
+        (*type_object).tp_iternext = Some(iternext::<T>);
+        installed.push(("tp_iternext", iternext::<T> as *const () as usize));
+        let methods = (*type_object).tp_as_async;
+        if !methods.is_null() {
+            (*methods).am_await = Some(await_self);
+            installed.push(("am_await", await_self as *const () as usize));
+            #[cfg(Py_3_10)]
+            {
+                (*methods).am_send = Some(am_send::<T>);
+                installed.push(("am_send", am_send::<T> as *const () as usize));
+            }
+        }
+        ffi::PyType_Modified(type_object);
+    }
+    installed
+}
+// ANCHOR_END: install
+
+/// `install` for every stepped class of the module, as the `dict` the module exposes as
+/// `_FAST_SLOTS` (`{"RustCoroutine": {"tp_iternext": address, ...}, ...}`).
+pub fn install_all(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let all = PyDict::new(py);
+    all.set_item("RustCoroutine", install::<crate::coroutine::RustCoroutine>(py).into_py_dict(py)?)?;
+    all.set_item("RustAwait", install::<crate::delegate::RustAwait>(py).into_py_dict(py)?)?;
+    Ok(all)
+}
