@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import sys
+import weakref
 
 import pytest
 
@@ -120,3 +121,27 @@ def test_pyiter_send_returns_without_stop_iteration(era, name):
     # PYGEN_ERROR with the exception set, which ctypes.pythonapi raises.
     with pytest.raises(RuntimeError, match="cannot reuse"):
         send(coro, None, ctypes.byref(result))
+
+
+@pytest.mark.parametrize("step", ["next", "pyiter_send"])
+def test_a_finished_delegate_releases_its_inner_iterator_at_once(era, step):
+    """Stepped through the slots, a finishing ``RustAwait`` frees what it delegated to
+    before the step returns, as ``yield from`` does (nothing waits in a pool)."""
+    if step == "pyiter_send" and not HAS_AM_SEND:
+        pytest.skip("am_send exists from CPython 3.10")
+    inner = native_countdown(1, "value")
+    alive = weakref.ref(inner)
+    outer = era.delegate(inner)
+    del inner
+    if step == "next":
+        assert next(outer) is None
+        with pytest.raises(StopIteration):
+            next(outer)
+    else:
+        send = ctypes.pythonapi.PyIter_Send
+        send.restype = ctypes.c_int
+        send.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.POINTER(ctypes.py_object)]
+        result = ctypes.py_object()
+        assert send(outer, None, ctypes.byref(result)) == 1
+        assert send(outer, None, ctypes.byref(result)) == 0
+    assert alive() is None

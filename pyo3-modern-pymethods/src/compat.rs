@@ -90,9 +90,11 @@ pub(crate) fn is_iterable_coroutine_generator(obj: &Bound<'_, PyAny>) -> PyResul
     Ok(flags & CO_ITERABLE_COROUTINE != 0)
 }
 
-/// The value a finished iterator returned: `StopIteration.value`.
+/// The value a finished iterator returned: `StopIteration.value`. (The exception is
+/// released through a `Bound`, at once even where PyO3 is not told the thread is
+/// attached: see `crate::slots`.)
 pub(crate) fn stop_iteration_value<'py>(py: Python<'py>, err: PyErr) -> PyResult<Bound<'py, PyAny>> {
-    err.value(py).getattr("value")
+    err.into_value(py).into_bound(py).getattr("value")
 }
 
 /// How an iterator step returns `value`: a `StopIteration` carrying it. Passing the

@@ -134,7 +134,8 @@ impl RustAwait {
             return Ok(Sent::Yield(value.into_bound(py)));
         }
         this.state = State::Finished;
-        let inner = this.inner.take();
+        // Released through a `Bound`, at once even on a step of `crate::slots`.
+        let inner = this.inner.take().map(|inner| inner.into_bound(py));
         drop(this);
         drop(inner); // may run the inner iterator's finaliser: after the borrow is released
         match outcome {

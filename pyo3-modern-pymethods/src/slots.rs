@@ -57,6 +57,15 @@ pub(crate) trait Stepped: PyClass {
 
 /// Runs one step of the `T` at `slf`, catching a panic.
 ///
+/// The slots take the thread as attached (`Python::assume_attached`) without telling
+/// PyO3 (`Python::attach` would, at the price of a `PyGILState_Ensure`/`Release` pair
+/// on every step: a fifth of a delegated step). What that means: a `Py` dropped during
+/// the step is not released at once but queued in PyO3's reference pool, and released
+/// the next time PyO3 is entered. Dropping `Bound`s is immediate either way, so the steps
+/// release what they finish with through `Bound` (`RustAwait` its inner iterator, the
+/// `StopIteration` an inner iterator returned with); only the type and message of an
+/// error raised by the step itself go through the pool.
+///
 /// # Safety
 /// The thread is attached; `slf` is a live instance of `T` (the slots are installed on
 /// `T`'s type only, and `T` cannot be subclassed); `sent` is a live object or NULL (None).
@@ -100,13 +109,12 @@ unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
 
 /// `tp_iternext`: one step with `None`; a returned value raised as `StopIteration`.
 unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // `attach`, not `assume_attached`: the thread is attached (CPython calls slots on an
-    // attached thread), but PyO3 must know it, or the `Py`s a step drops would wait in
-    // its pool for a later release instead of being released now.
-    Python::attach(|py| {
-        // SAFETY: a live instance of the type the slot is installed on (`T`'s, see
-        // `install`).
-        match unsafe { step::<T>(py, slf, ptr::null_mut()) } {
+    // SAFETY: CPython calls slots on an attached thread (see `step` for why PyO3 is not
+    // told), with a live instance of the type the slot is installed on (`T`'s, see
+    // `install`).
+    unsafe {
+        let py = Python::assume_attached();
+        match step::<T>(py, slf, ptr::null_mut()) {
             Some(Sent::Yield(value)) => value.into_ptr(),
             Some(Sent::Return(value)) => {
                 raise_stop_iteration(&value);
@@ -114,7 +122,7 @@ unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::
             }
             None => ptr::null_mut(),
         }
-    })
+    }
 }
 
 // ANCHOR: raise_stop_iteration
@@ -183,17 +191,18 @@ unsafe extern "C" fn am_send<T: Stepped>(
     arg: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
-    Python::attach(|py| {
-        // SAFETY: as in `iternext`; `arg` is a live object (or NULL, taken as None).
-        let (status, value) = match unsafe { step::<T>(py, slf, arg) } {
+    // SAFETY: as in `iternext`; `arg` is a live object (or NULL, taken as None), and
+    // `result` the out-pointer CPython passed, which takes the new reference.
+    unsafe {
+        let py = Python::assume_attached();
+        let (status, value) = match step::<T>(py, slf, arg) {
             Some(Sent::Yield(value)) => (ffi::PySendResult::PYGEN_NEXT, value),
             Some(Sent::Return(value)) => (ffi::PySendResult::PYGEN_RETURN, value),
             None => return ffi::PySendResult::PYGEN_ERROR,
         };
-        // SAFETY: `result` is the out-pointer CPython passed; it takes the new reference.
-        unsafe { *result = value.into_ptr() };
+        *result = value.into_ptr();
         status
-    })
+    }
 }
 // ANCHOR_END: slots
 
