@@ -90,7 +90,18 @@ async def native_delegate(awaitable):
 
 
 def suspend_through(wrapper, n):
+    """Each step a Python-level ``send(None)`` call, as Python code would step it."""
     return lambda: send_until_done(wrapper(yields(n)))
+
+
+def suspend_through_from_c(wrapper, n):
+    """Each step a C-level call of the iterator's slot (``tp_iternext``), as asyncio's C
+    Task steps a coroutine (``PyIter_Send``) with no Python call in between."""
+    def run():
+        for _ in wrapper(yields(n)).__await__():
+            pass
+
+    return run
 
 
 # --- 3. create_task -----------------------------------------------------------------
@@ -162,6 +173,13 @@ def benchmarks(eras, short: bool):
         if hasattr(m, "delegate"):
             cases.append((group, f"{name}.delegate", "native await", n_steps,
                           suspend_through(m.delegate, n_steps)))
+
+    group = "one suspension, delegated, stepped from C"
+    cases.append((group, "native await", None, n_steps, suspend_through_from_c(native_delegate, n_steps)))
+    for name, m in eras.items():
+        if hasattr(m, "delegate"):
+            cases.append((group, f"{name}.delegate", "native await", n_steps,
+                          suspend_through_from_c(m.delegate, n_steps)))
 
     group = "create_task and run it"
     cases.append((group, "native coroutine", None, n_tasks, create_tasks(native_ready, n_tasks)))

@@ -3,13 +3,14 @@
     python benchmarks/profile.py [3.11 3.12 ...]    (default: 3.11 and 3.12)
 
 For each version, the venv of ``across.py`` (``build/bench/venv-X.Y``, both eras freshly
-built) runs two loops under ``valgrind --tool=callgrind``: ``await factory(1)`` repeated
-``N`` times, stepped with no event loop (the benchmark "await of a ready value"), and the
-same loop with zero iterations. The difference, divided by ``N``, is what one ``await``
-costs, function by function (instructions executed, not time: exact and repeatable).
+built) runs each workload twice under ``valgrind --tool=callgrind``: ``N`` operations,
+and zero. The difference, divided by ``N``, is what one operation costs, function by
+function (instructions executed, not time: exact and repeatable). The workloads are the
+benchmarks "await of a ready value" (``await factory(1)``, stepped with no event loop)
+and "one suspension, delegated, stepped from C".
 Functions are sorted into a few buckets by name (self cost), the `StopIteration` round
 trip is added up from the inclusive cost of its two ends, and each version's table goes to
-``docs/src/generated/profile-X.Y.md`` for the guide's performance chapter.
+``docs/src/generated/profile-WORKLOAD-X.Y.md`` for the guide's performance chapter.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ N = 20_000
 DEFAULT = ["3.11", "3.12"]
 GENERATED = ROOT / "docs" / "src" / "generated"
 
-WORKLOAD = """
+WORKLOADS = {
+    # "await of a ready value": `await factory(1)`, stepped by `send(None)`.
+    "ready": """
 import importlib, sys
 name, n = sys.argv[1], int(sys.argv[2])
 if name == "native":
@@ -43,13 +46,38 @@ try:
     coro.send(None)
 except StopIteration:
     pass
-"""
+""",
+    # "one suspension, delegated, stepped from C": a `for` loop over `__await__()`.
+    "delegate": """
+import importlib, sys, types
+name, n = sys.argv[1], int(sys.argv[2])
+@types.coroutine
+def yields(n):
+    for _ in range(n):
+        yield
+    return n
+if name == "native":
+    async def wrapper(awaitable):
+        return await awaitable
+else:
+    wrapper = importlib.import_module(name).delegate
+def main():
+    for _ in wrapper(yields(n)).__await__():
+        pass
+main()
+""",
+}
+TITLES = {
+    "ready": ("`await factory(1)`", "awaits", "ready"),
+    "delegate": ("one step of `delegate(x)` against `await x`, stepped from C", "steps",
+                 "delegate"),
+}
 
 IMPLEMENTATIONS = ["native", "pyo3_0_12_pyproto", "pyo3_modern_pymethods"]
 LABELS = {
-    "native": "native `async def`",
-    "pyo3_0_12_pyproto": "`pyo3_0_12_pyproto.ready`",
-    "pyo3_modern_pymethods": "`pyo3_modern_pymethods.ready`",
+    "native": "native",
+    "pyo3_0_12_pyproto": "`pyo3_0_12_pyproto`",
+    "pyo3_modern_pymethods": "`pyo3_modern_pymethods`",
 }
 
 # (bucket, pattern over the function's name); the first match wins.
@@ -79,14 +107,14 @@ ROUND_TRIP_ROW = "the `StopIteration` round trip, all in (raise, catch, `.value`
 ROUND_TRIP = r"(slots::raise_stop_iteration|_PyGen_FetchStopIterationValue)$"
 
 
-def callgrind(python: str, name: str, n: int) -> dict[str, int]:
+def callgrind(python: str, workload: str, name: str, n: int) -> dict[str, int]:
     """Cost (instructions) per function of one run of the workload: self cost, plus
     ``"inclusive:" + name`` for the functions of ``ROUND_TRIP``."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             python, "-c", WORKLOAD, name, str(n)],
+             python, "-c", WORKLOADS[workload], name, str(n)],
             check=True, capture_output=True,
         )
         costs: dict[str, int] = {}
@@ -115,9 +143,9 @@ def parse(text: str):
         yield function, int(match.group(1).replace(",", ""))
 
 
-def per_await(python: str, name: str) -> dict[str, float]:
-    """Instructions of one ``await``, per function: (N iterations - 0 iterations) / N."""
-    base, loaded = callgrind(python, name, 0), callgrind(python, name, N)
+def per_operation(python: str, workload: str, name: str) -> dict[str, float]:
+    """Instructions of one operation, per function: (N iterations - 0 iterations) / N."""
+    base, loaded = callgrind(python, workload, name, 0), callgrind(python, workload, name, N)
     return {f: (loaded.get(f, 0) - base.get(f, 0)) / N for f in set(base) | set(loaded)}
 
 
@@ -128,10 +156,10 @@ def bucket_of(function: str) -> str:
     return OTHER
 
 
-def table(python: str, version: str) -> str:
+def table(python: str, version: str, workload: str) -> str:
     columns = {}
     for name in IMPLEMENTATIONS:
-        costs = per_await(python, name)
+        costs = per_operation(python, workload, name)
         buckets: dict[str, float] = {}
         for function, cost in costs.items():
             bucket = ROUND_TRIP_ROW if function.startswith("inclusive:") else bucket_of(function)
@@ -139,9 +167,10 @@ def table(python: str, version: str) -> str:
         columns[name] = buckets
     names = [b for b, _ in BUCKETS] + [OTHER]
     total = {n: sum(c for b, c in columns[n].items() if b != ROUND_TRIP_ROW) for n in columns}
+    what, unit, _ = TITLES[workload]
     lines = [
-        f"Instructions per `await factory(1)` on CPython {version} (callgrind, "
-        f"{N:,} awaits minus an empty loop; generated by `benchmarks/profile.py`):",
+        f"Instructions per {what} on CPython {version} (callgrind, "
+        f"{N:,} {unit} minus an empty loop; generated by `benchmarks/profile.py`):",
         "",
         "| where | " + " | ".join(LABELS[n] for n in IMPLEMENTATIONS) + " |",
         "|---|" + "---:|" * len(IMPLEMENTATIONS),
@@ -166,10 +195,11 @@ def main() -> int:
             continue
         actual = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                                 check=True, capture_output=True, text=True).stdout.strip()
-        text = table(python, actual)
-        (GENERATED / f"profile-{version}.md").write_text(
-            "<!-- generated by benchmarks/profile.py -->\n" + text)
-        print(text)
+        for workload in WORKLOADS:
+            text = table(python, actual, workload)
+            (GENERATED / f"profile-{workload}-{version}.md").write_text(
+                "<!-- generated by benchmarks/profile.py -->\n" + text)
+            print(text)
     return 0
 
 
