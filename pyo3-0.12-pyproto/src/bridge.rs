@@ -271,17 +271,18 @@ impl WakeReader {
 /// PyO3 0.12 queue the decref in its reference pool, and PyO3 0.12 drains that pool in
 /// the `tp_traverse` of `gc` classes: the loop would be freed in the middle of a garbage
 /// collection, corrupting the collector's lists (a segfault, seen with six loops in six
-/// threads on 3.9). So such a loop is parked in [`ORPHANED_LOOPS`] instead, and released
-/// by this module's own code, with the GIL held and outside any collection.
+/// threads on 3.9). So every dropped loop is parked in [`ORPHANED_LOOPS`] instead, and
+/// released by this module's own code, with the GIL held and outside any collection.
+///
+/// Always parked, never dropped here even when the thread seems to hold the GIL: what
+/// decides between a decref and a queued one is PyO3's own per-thread GIL count, not the
+/// interpreter's state, and at thread exit that count may be zero (or already destroyed)
+/// while `PyGILState_Check` says 1 (it always says 1 once a sub-interpreter exists).
 struct HeldLoop(Option<PyObject>);
 
 impl Drop for HeldLoop {
     fn drop(&mut self) {
-        let Some(event_loop) = self.0.take() else { return };
-        // SAFETY: `PyGILState_Check` only reads the calling thread's state.
-        if unsafe { ffi::PyGILState_Check() } == 1 {
-            drop(event_loop); // the GIL is held: released at once
-        } else {
+        if let Some(event_loop) = self.0.take() {
             lock(&ORPHANED_LOOPS).push(event_loop.into_ptr() as usize);
         }
     }
@@ -328,7 +329,8 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
         CURRENT.with_borrow_mut(|current| {
             current.replace((HeldLoop(Some(event_loop.into())), waker.clone()))
         });
-    drop(replaced); // the previous loop: released outside the `RefCell` borrow
+    drop(replaced); // the previous loop: parked outside the `RefCell` borrow...
+    release_orphaned_loops(event_loop.py()); // ...and released now, under the GIL
     Ok(waker)
 }
 // ANCHOR_END: loop_waker_for
