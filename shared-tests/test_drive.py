@@ -192,6 +192,8 @@ def test_ctrl_c_stops_endless_drive(era):
             while True:
                 await asyncio.sleep(0)
 
+        # Python leaves SIGINT alone if it starts ignored (as in a shell's background job).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
         try:
             era.drive(forever())
