@@ -60,6 +60,10 @@ def cell(era: str, python: str) -> str:
         text += "<br>valgrind clean"
     elif result["valgrind"] == "failed":
         text += "<br>valgrind errors"
+    memcheck = read(env + "-valgrind")
+    if memcheck is not None:
+        clean = not memcheck["failed"] and memcheck["cases"].get("valgrind_attribution") == "passed"
+        text += f"<br>{'🛡' if clean else '❌'} core suite under memcheck"
     return text
 
 
@@ -88,7 +92,9 @@ def table() -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     legend = (
         "\n✅ the whole shared suite passed in that tox environment (valgrind clean: the "
-        "memory-safety tests ran there and found no invalid read or write); ❌ some of it failed; — that PyO3 does "
+        "memory-safety tests ran there and found no invalid read or write); 🛡 the core of "
+        "the suite also ran under valgrind's memcheck (its `-valgrind` environment) with no "
+        "invalid access and no definite leak attributable to the crates; ❌ some of it failed; — that PyO3 does "
         "not support that Python; 3.14t is free-threaded CPython, which no package "
         "provides here: 🔨 the crate was compiled for it (`PYO3_CONFIG_FILE`) but could "
         "not be run, ⛔ the crate refuses to build for it.\n"

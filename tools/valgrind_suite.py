@@ -54,9 +54,30 @@ def main() -> int:
     print(f"valgrind: {len(ours)} invalid read/write(s) and {len(leaks)} definite leak(s) "
           f"attributable to PyO3 or the crates; {len(invalid) - len(ours)} invalid read(s) "
           f"inside CPython/glibc alone; {summary[-1] if summary else 'no summary'}")
+    record_verdict(ours + leaks)
     if status != 0:
         return status
     return 1 if ours or leaks else 0
+
+
+def record_verdict(reports: list[str]) -> None:
+    """Adds valgrind's verdict to pytest's JUnit report (``--junitxml``), if one is
+    written, as a test case of its own: ``valgrind_attribution``, failed with the reports
+    attributable to the crates, if any (``tools/matrix.py`` reads it)."""
+    junit = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--junitxml=")), None)
+    if junit is None or not Path(junit).exists():
+        return
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(junit)
+    suite = tree.getroot().find("testsuite")
+    if suite is None:
+        suite = tree.getroot()
+    case = ET.SubElement(suite, "testcase", classname="valgrind_suite", name="valgrind_attribution")
+    if reports:
+        failure = ET.SubElement(case, "failure", message=f"{len(reports)} report(s) of valgrind")
+        failure.text = "\n".join(reports)
+    tree.write(junit, encoding="utf-8", xml_declaration=True)
 
 
 if __name__ == "__main__":
