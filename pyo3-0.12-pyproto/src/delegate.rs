@@ -119,7 +119,7 @@ impl RustAwait {
     }
 
     /// Enters a step: marks the coroutine running and hands out its inner iterator.
-    fn begin(slf: &PyCell<Self>) -> PyResult<(State, Option<&PyAny>)> {
+    fn begin(slf: &PyCell<Self>) -> PyResult<(State, Option<PyObject>)> {
         let py = slf.py();
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
         let before = this.state;
@@ -129,11 +129,9 @@ impl RustAwait {
             State::Created | State::Suspended => {}
         }
         this.state = State::Running;
-        // A new reference in the GIL pool: the iterator outlives the borrow.
-        let inner = this
-            .inner
-            .as_ref()
-            .map(|inner| inner.clone_ref(py).into_ref(py));
+        // A new reference, owned rather than put in the GIL pool (a pooled reference per
+        // step would make every step's `GILPool` release one): it outlives the borrow.
+        let inner = this.inner.as_ref().map(|inner| inner.clone_ref(py));
         Ok((before, inner))
     }
 
@@ -188,6 +186,7 @@ impl Stepped for RustAwait {
         }
         let (_, inner) = Self::begin(slf)?;
         let inner = inner.expect("an unfinished RustAwait has its inner iterator");
+        let inner = inner.as_ref(py);
         let outcome = guarded(py, || {
             Ok(if value.is_none() {
                 Outcome::of_step(step(inner))
@@ -238,6 +237,7 @@ impl RustAwait {
             (State::Suspended, Some(inner)) => inner,
             _ => return Self::raise_here(slf, before, args),
         };
+        let inner = inner.as_ref(py);
         let typ = args.get_item(0);
         let is_generator_exit = match typ.downcast::<PyType>() {
             Ok(class) => class.is_subclass::<PyGeneratorExit>().unwrap_or(false),
@@ -267,7 +267,7 @@ impl RustAwait {
         }
         let (before, inner) = Self::begin(slf)?;
         let closed = match (before, inner) {
-            (State::Suspended, Some(inner)) => guarded(py, || close_inner(inner)),
+            (State::Suspended, Some(inner)) => guarded(py, || close_inner(inner.as_ref(py))),
             _ => Ok(()),
         };
         // Finishing drops the inner iterator; the GeneratorExit itself is swallowed.
