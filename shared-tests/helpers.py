@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import types
 
 
@@ -69,17 +71,36 @@ class Marker(Exception):
     """An exception of the tests' own, to throw in."""
 
 
-# The steps of the coroutine protocol the comparisons replay on two implementations.
+# The steps of the coroutine protocol the comparisons replay on two implementations:
+# the methods, and the C slots the interpreter and asyncio step through — ``next`` of the
+# ``__await__()`` iterator (``tp_iternext``) and, from 3.10, ``PyIter_Send`` (``am_send``).
 OPERATIONS = [
     ("send", None),
     ("send", None),
     ("send", "v"),
+    ("next",),
     ("throw", Marker("thrown")),
     ("throw", Marker),
     ("throw", GeneratorExit()),
     ("throw", KeyboardInterrupt()),
     ("close",),
 ]
+if sys.version_info >= (3, 10) and sys.implementation.name == "cpython":
+    OPERATIONS += [("pyiter_send", None), ("pyiter_send", "v")]
+
+
+def pyiter_send(coro, value):
+    """``PyIter_Send(coro, value)`` through ctypes, as asyncio's Task steps a coroutine:
+    a yielded value is returned, a returned one raised as ``StopIteration`` (as ``send``
+    would), an error raised as it is."""
+    send = ctypes.pythonapi.PyIter_Send
+    send.restype = ctypes.c_int
+    send.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.POINTER(ctypes.py_object)]
+    result = ctypes.py_object()
+    status = send(coro, value, ctypes.byref(result))  # PYGEN_ERROR raises here
+    if status == 0:  # PYGEN_RETURN
+        raise StopIteration(result.value)
+    return result.value
 
 
 def random_operation(rng, *, stop_iteration=False):
@@ -92,6 +113,10 @@ def apply(coro, op):
     """Performs ``op`` (from ``random_operation``) on ``coro``; returns its outcome."""
     if op[0] == "send":
         return outcome(lambda: coro.send(op[1]))
+    if op[0] == "next":
+        return outcome(lambda: next(coro.__await__()))
+    if op[0] == "pyiter_send":
+        return outcome(lambda: pyiter_send(coro, op[1]))
     if op[0] == "throw":
         return outcome(lambda: coro.throw(op[1]))
     return outcome(coro.close)
