@@ -54,9 +54,20 @@ def run(version: str) -> Path | None:
     return out
 
 
-def table(paths: list[Path]) -> str:
+def load(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """The reports of ``bench.py``, and the Python version of each."""
     reports = [json.loads(p.read_text()) for p in paths]
-    versions = [r["python"] for r in reports]
+    return reports, [r["python"] for r in reports]
+
+
+def header(text: str, first: str, versions: list[str], align: str) -> list[str]:
+    """The lines of a table's introduction and header, one column per version."""
+    return [text, "", f"| {first} | " + " | ".join(versions) + " |",
+            "|---|---|" + f"{align}|" * len(versions)]
+
+
+def table(paths: list[Path]) -> str:
+    reports, versions = load(paths)
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for report in reports:
         for row in report["results"]:
@@ -64,13 +75,9 @@ def table(paths: list[Path]) -> str:
                 continue
             cell = f"{row['ratio']:.2f}×"
             rows.setdefault((row["group"], row["name"]), {})[report["python"]] = cell
-    lines = [
-        "Ratio to the native baseline of the same run, per CPython version (one run each, "
-        "best of 5 rounds; < 1 is faster than native):",
-        "",
-        "| benchmark | implementation | " + " | ".join(versions) + " |",
-        "|---|---|" + "---:|" * len(versions),
-    ]
+    lines = header("Ratio to the native baseline of the same run, per CPython version (one "
+                   "run each, best of 5 rounds; < 1 is faster than native):",
+                   "benchmark | implementation", versions, "---:")
     for (group, name), cells in rows.items():
         lines.append(f"| {group} | `{name}` | "
                      + " | ".join(cells.get(v, "—") for v in versions) + " |")
@@ -99,16 +106,11 @@ TARGETS = [
 
 def targets(paths: list[Path]) -> str:
     """Every target of the performance issue, per era and Python: the figure and ✓/✗."""
-    reports = [json.loads(p.read_text()) for p in paths]
-    versions = [r["python"] for r in reports]
+    reports, versions = load(paths)
     eras = sorted({name for r in reports for name in r["eras"]})
-    lines = [
-        "Each target against the run of each version above (✓ met, ✗ missed; "
-        "\"gain\" is how many times less time the era's `sleep` takes than the baseline):",
-        "",
-        "| target | era | " + " | ".join(versions) + " |",
-        "|---|---|" + ":---:|" * len(versions),
-    ]
+    lines = header("Each target against the run of each version above (✓ met, ✗ missed; "
+                   "\"gain\" is how many times less time the era's `sleep` takes than the "
+                   "baseline):", "target | era", versions, ":---:")
     for what, group, suffix, baseline, near, far, kind in TARGETS:
         for era in eras:
             cells = []

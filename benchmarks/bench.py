@@ -167,19 +167,13 @@ def benchmarks(eras, short: bool):
             cases.append((group, f"{name}.baselines.ready_async_fn", "native async def",
                           n_await, await_ready(m.baselines.ready_async_fn, n_await)))
 
-    group = "one suspension, delegated"
-    cases.append((group, "native await", None, n_steps, suspend_through(native_delegate, n_steps)))
-    for name, m in eras.items():
-        if hasattr(m, "delegate"):
-            cases.append((group, f"{name}.delegate", "native await", n_steps,
-                          suspend_through(m.delegate, n_steps)))
-
-    group = "one suspension, delegated, stepped from C"
-    cases.append((group, "native await", None, n_steps, suspend_through_from_c(native_delegate, n_steps)))
-    for name, m in eras.items():
-        if hasattr(m, "delegate"):
-            cases.append((group, f"{name}.delegate", "native await", n_steps,
-                          suspend_through_from_c(m.delegate, n_steps)))
+    for group, stepped in [("one suspension, delegated", suspend_through),
+                           ("one suspension, delegated, stepped from C", suspend_through_from_c)]:
+        cases.append((group, "native await", None, n_steps, stepped(native_delegate, n_steps)))
+        for name, m in eras.items():
+            if hasattr(m, "delegate"):
+                cases.append((group, f"{name}.delegate", "native await", n_steps,
+                              stepped(m.delegate, n_steps)))
 
     group = "create_task and run it"
     cases.append((group, "native coroutine", None, n_tasks, create_tasks(native_ready, n_tasks)))
