@@ -17,7 +17,7 @@
 //! The `#[pymethods]` stay as they are: they are what `type(coro).__next__` and
 //! `coro.send(v)` call (a type's method wrappers keep the function they were made
 //! with), and the semantics of both paths are those of the class's one step function.
-//! `FAST_SLOTS` in the module lists the installed functions by address, and a test
+//! `_FAST_SLOTS` in the module lists the installed functions by address, and a test
 //! compares them with the type object's slots, so a silent fallback fails the suite.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
