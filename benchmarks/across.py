@@ -36,6 +36,8 @@ def venv_for(version: str) -> str | None:
     if not (venv / "bin" / "python").exists():
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
     py = str(venv / "bin" / "python")
+    subprocess.run([py, "-m", "pip", "install", "--quiet", "pytest", "pytest-benchmark"],
+                   check=True)
     env = {**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target" / "bench")}
     subprocess.run(
         [py, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",

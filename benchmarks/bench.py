@@ -1,9 +1,10 @@
 """The benchmark suite: what awaiting costs in each era, against native Python.
 
-Everything is measured in one process on one interpreter, each figure as nanoseconds per
-operation and as a ratio to its native baseline measured in the same run (best of several
-rounds, garbage collector off while timing). Results go to JSON; ``report.py`` turns them
-into the markdown table and chart of the guide.
+Everything is measured in one pytest-benchmark session (``test_bench.py``, which holds
+the cases defined here) on one interpreter, each figure as nanoseconds per operation and
+as a ratio to its native baseline measured in the same run (best of several rounds,
+garbage collector off while timing). Results go to JSON; ``report.py`` turns them into
+the markdown table and chart of the guide.
 
     python benchmarks/bench.py [--short] [--json build/bench/results.json]
 
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib
 import json
+import os
 import platform
+import subprocess
 import sys
-import time
+import tempfile
 import types
 from pathlib import Path
 
@@ -35,22 +37,6 @@ def load_eras():
         except ImportError:
             pass
     return modules
-
-
-def best_ns_per_op(run, ops: int, rounds: int) -> float:
-    """Runs ``run()`` (which performs ``ops`` operations) ``rounds`` times; best ns/op."""
-    best = float("inf")
-    for _ in range(rounds):
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter_ns()
-            run()
-            elapsed = time.perf_counter_ns() - start
-        finally:
-            gc.enable()
-        best = min(best, elapsed / ops)
-    return best
 
 
 def send_until_done(coro):
@@ -207,6 +193,41 @@ def benchmarks(eras, short: bool):
     return cases
 
 
+def run_pytest_benchmark(args, raw: Path) -> int:
+    """Times every case with pytest-benchmark (``test_bench.py``), writing its JSON to
+    ``raw``; its own output is shown only if it fails."""
+    env = {**os.environ, "PYO3_ASYNC_BENCH_SHORT": "1" if args.short else "",
+           "PYO3_ASYNC_BENCH_ROUNDS": str(args.rounds or ""),
+           "PYO3_ASYNC_BENCH_ONLY": "\n".join(args.only)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(Path(__file__).with_name("test_bench.py")),
+         "-q", "-p", "no:cacheprovider", "--benchmark-enable", "--benchmark-disable-gc",
+         "--benchmark-timer=time.perf_counter", f"--benchmark-json={raw}"],
+        env=env, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        print(proc.stdout[-20000:], proc.stderr[-5000:], file=sys.stderr)
+    return proc.returncode
+
+
+def results_of(raw: dict) -> list[dict]:
+    """Our rows from pytest-benchmark's JSON: the best round per operation, and its ratio
+    to the baseline of its group (measured in the same run)."""
+    results, baselines = [], {}
+    for entry in raw["benchmarks"]:
+        info = entry["extra_info"]
+        ns = entry["stats"]["min"] * 1e9 / info["ops"]
+        if info["baseline"] == info["name"]:
+            baselines[(info["group"], info["name"])] = ns
+        ratio = ns / baselines[(info["group"], info["baseline"])]
+        results.append({"group": info["group"], "name": info["name"],
+                         "baseline": info["baseline"], "ns_per_op": round(ns, 1),
+                         "ratio": round(ratio, 3), "ops": info["ops"]})
+        print(f"{info['group']:40.40} {info['name']:55.55} {ns:12.1f} ns  {ratio:6.2f}x",
+              file=sys.stderr)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="small counts (CI)")
@@ -219,26 +240,20 @@ def main() -> int:
     if not eras:
         print("no era module is importable: build them first (tools/dev compare)", file=sys.stderr)
         return 1
-    rounds = args.rounds or (2 if args.short else 5)
-    results, baselines = [], {}
-    for group, name, baseline, ops, run in benchmarks(eras, args.short):
-        if args.only and not any(text in group for text in args.only):
-            continue
-        ns = best_ns_per_op(run, ops, rounds)
-        if baseline is None:
-            baselines[(group, name)] = ns
-            ratio = 1.0
-        else:
-            ratio = ns / baselines[(group, baseline)]
-        results.append({"group": group, "name": name, "baseline": baseline or name,
-                        "ns_per_op": round(ns, 1), "ratio": round(ratio, 3), "ops": ops})
-        print(f"{group:40.40} {name:55.55} {ns:12.1f} ns  {ratio:6.2f}x", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as scratch:
+        raw_path = Path(scratch) / "pytest-benchmark.json"
+        status = run_pytest_benchmark(args, raw_path)
+        if status != 0:
+            return status
+        raw = json.loads(raw_path.read_text())
+    results = results_of(raw)
     report = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "machine": platform.machine(),
         "short": args.short,
-        "rounds": rounds,
+        "rounds": raw["benchmarks"][0]["stats"]["rounds"] if raw["benchmarks"] else 0,
+        "harness": f"pytest-benchmark {raw['version']}",
         "eras": {name: m.PYO3_VERSION for name, m in eras.items()},
         "results": results,
     }

@@ -16,6 +16,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"Python {report['python']} ({report['implementation']}, {report['machine']}); "
         f"{eras}; best of {report['rounds']} rounds"
+        + (f" ({report['harness']})" if "harness" in report else "")
         + (" — **short mode: noisy figures**" if report["short"] else "") + ".",
         "",
         "| benchmark | implementation | ns per operation | ratio to baseline |",
