@@ -51,12 +51,13 @@ async def native_ready(value):
     return value
 
 
-def outcome(action):
-    """Run ``action()`` and describe what happened, comparably across implementations."""
+def outcome(action, *, stop_args=False):
+    """Run ``action()`` and describe what happened, comparably across implementations
+    (with ``stop_args``, a return also records the ``StopIteration``'s ``args``)."""
     try:
         result = action()
     except StopIteration as stop:
-        return ("return", stop.value)
+        return ("return", stop.value, stop.args) if stop_args else ("return", stop.value)
     except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
         cause = exc.__cause__
         try:
@@ -111,12 +112,11 @@ def random_operation(rng, *, stop_iteration=False):
 
 def apply(coro, op):
     """Performs ``op`` (from ``random_operation``) on ``coro``; returns its outcome."""
-    if op[0] == "send":
-        return outcome(lambda: coro.send(op[1]))
-    if op[0] == "next":
-        return outcome(lambda: next(coro.__await__()))
-    if op[0] == "pyiter_send":
-        return outcome(lambda: pyiter_send(coro, op[1]))
-    if op[0] == "throw":
-        return outcome(lambda: coro.throw(op[1]))
-    return outcome(coro.close)
+    actions = {
+        "send": lambda: coro.send(op[1]),
+        "next": lambda: next(coro.__await__()),
+        "pyiter_send": lambda: pyiter_send(coro, op[1]),
+        "throw": lambda: coro.throw(op[1]),
+        "close": coro.close,
+    }
+    return outcome(actions[op[0]], stop_args=op[0] != "pyiter_send")

@@ -87,9 +87,32 @@ def test_tp_iternext_returns_like_a_generator(era, name, value):
         next(coro)
     assert type(stop.value) is StopIteration
     assert stop.value.value is value
-    assert stop.value.args == (value,)
+    assert stop.value.args == (() if value is None else (value,))
     with pytest.raises(RuntimeError, match="cannot reuse"):
         next(coro)
+
+
+@pytest.mark.parametrize("name", CLASSES)
+@pytest.mark.parametrize("value", ["value", (1, 2), ValueError("as a value"), None])
+@pytest.mark.parametrize("method", ["send", "__next__"])
+def test_methods_return_like_a_native_coroutine(era, name, value, method):
+    """``send``/``__next__`` raise the ``StopIteration`` a native coroutine raises:
+    ``StopIteration(value)``, and a bare ``StopIteration()`` for ``None``."""
+    def returned(coro):
+        if method == "send":
+            step = lambda: coro.send(None)  # noqa: E731
+        else:  # the method wrapper, not the slot: what `type(x).__next__(x)` calls
+            iterator = coro.__await__()
+            step = lambda: type(iterator).__next__(iterator)  # noqa: E731
+        step()
+        with pytest.raises(StopIteration) as stop:
+            step()
+        return stop.value
+
+    ours, native = returned(make(era, name, value)), returned(native_countdown(1, value))
+    assert type(ours) is type(native) is StopIteration
+    assert ours.args == native.args
+    assert ours.value is native.value is value
 
 
 @pytest.mark.parametrize("name", CLASSES)

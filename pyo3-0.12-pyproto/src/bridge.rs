@@ -36,6 +36,7 @@ use pyo3::types::PyTuple;
 use pyo3::{ffi, wrap_pyfunction, AsPyPointer, PyAsyncProtocol, PyIterProtocol, PyNativeType};
 use pyo3::{PyGCProtocol, PyObjectProtocol, PyRefMut, PyTraverseError, PyVisit};
 
+use crate::compat;
 use crate::coroutine::{
     already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
     thrown_exception, State,
@@ -491,7 +492,8 @@ fn begin(slf: &PyCell<RustFuture>) -> PyResult<PyRefMut<'_, RustFuture>> {
 impl RustFuture {
     #[text_signature = "($self, value, /)"]
     fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
-        begin(slf)?.step(slf.py(), value)
+        let py = slf.py();
+        begin(slf)?.step(py, value).and_then(|output| compat::returned(py, output))
     }
 
     /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
@@ -534,7 +536,8 @@ impl PyIterProtocol for RustFuture {
 
     fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
         let py = slf.py();
-        begin(slf)?.step(py, py.None().as_ref(py))
+        let step = begin(slf)?.step(py, py.None().as_ref(py));
+        step.and_then(|output| compat::returned(py, output))
     }
 }
 

@@ -280,6 +280,23 @@ pub fn unstarted_throw_converts_stop_iteration() -> bool {
     !python_at_least(3, 12)
 }
 
+/// A step's output as a method returns it, raised the way CPython's own coroutines raise
+/// it: PyO3 0.12 turns `IterNextOutput::Return(value)` into `StopIteration((value,))`,
+/// which CPython does too, except for `None`, which it returns as a bare
+/// `StopIteration()` (no arguments; `.value` is `None` all the same).
+pub fn returned(
+    py: Python,
+    output: pyo3::class::iter::PyIterNextOutput,
+) -> PyResult<pyo3::class::iter::PyIterNextOutput> {
+    use pyo3::class::iter::IterNextOutput;
+    match output {
+        IterNextOutput::Return(value) if value.is_none(py) => {
+            Err(pyo3::exceptions::PyStopIteration::new_err(()))
+        }
+        output => Ok(output),
+    }
+}
+
 /// The value a finished iterator returned: `StopIteration.value`.
 pub fn stop_iteration_value(py: Python, err: PyErr) -> PyResult<PyObject> {
     Ok(err.instance(py).getattr("value")?.into())

@@ -4,7 +4,8 @@
 //! `__next__` are slots filled through `#[pyproto]` (`PyAsyncProtocol`,
 //! `PyIterProtocol`). A step returns `IterNextOutput::Yield(value)` or
 //! `IterNextOutput::Return(value)`, which PyO3 turns into `StopIteration((value,))`, so a
-//! tuple or an exception instance survives as `StopIteration.value`. The states follow a
+//! tuple or an exception instance survives as `StopIteration.value` (`None` is raised as
+//! a bare `StopIteration()`, as CPython does: `compat::returned`). The states follow a
 //! native coroutine's (`inspect.getcoroutinestate`: created, suspended, closed).
 //!
 //! The protocol pieces `RustAwait` and `RustFuture` share (states, errors, building the
@@ -133,7 +134,8 @@ impl RustCoroutine {
     /// send(value) -> yields None, or raises StopIteration(result) when finished.
     #[text_signature = "($self, value, /)"]
     fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
-        begin(slf)?.step(slf.py(), value.is_none())
+        let py = slf.py();
+        begin(slf)?.step(py, value.is_none()).and_then(|output| compat::returned(py, output))
     }
 
     /// throw(typ[, val[, tb]]) -> raises the exception out of the coroutine and finishes it.
@@ -181,7 +183,8 @@ impl PyIterProtocol for RustCoroutine {
 
     /// `send(None)`.
     fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
-        begin(slf)?.step(slf.py(), true)
+        let py = slf.py();
+        begin(slf)?.step(py, true).and_then(|output| compat::returned(py, output))
     }
 }
 

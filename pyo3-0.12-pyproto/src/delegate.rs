@@ -199,37 +199,10 @@ impl Stepped for RustAwait {
 }
 // ANCHOR_END: send_step
 
-/// An attribute of `obj`, `None` if it has none (PyO3 0.12 has no `getattr_opt`).
-fn getattr_opt<'py>(obj: &'py PyAny, name: &str) -> PyResult<Option<&'py PyAny>> {
-    match obj.getattr(name) {
-        Ok(attr) => Ok(Some(attr)),
-        Err(err) if err.is_instance::<PyAttributeError>(obj.py()) => Ok(None),
-        Err(err) => Err(err),
-    }
-}
-
-/// `close()` of a delegated-to iterator, as `yield from` does it: only if it has one.
-fn close_inner(inner: &PyAny) -> PyResult<()> {
-    match getattr_opt(inner, "close")? {
-        Some(close) => close.call0().map(drop),
-        None => Ok(()),
-    }
-}
-
-// ANCHOR: pymethods
-#[pymethods]
 impl RustAwait {
-    /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
-    #[text_signature = "($self, value, /)"]
-    fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
-        Self::send_step(slf, value)
-    }
-
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
     /// here; anything else goes to `inner.throw` where there is one, else is raised here.
-    #[args(args = "*")]
-    #[text_signature = "($self, typ, val=None, tb=None, /)"]
-    fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyIterNextOutput> {
+    fn throw_step(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyIterNextOutput> {
         let py = slf.py();
         check_throw_arguments(args)?;
         let (before, inner) = Self::begin(slf)?;
@@ -256,6 +229,43 @@ impl RustAwait {
         };
         let result = guarded(py, || method.call1(args));
         Self::end(slf, Outcome::of_call(py, result))
+    }
+}
+
+/// An attribute of `obj`, `None` if it has none (PyO3 0.12 has no `getattr_opt`).
+fn getattr_opt<'py>(obj: &'py PyAny, name: &str) -> PyResult<Option<&'py PyAny>> {
+    match obj.getattr(name) {
+        Ok(attr) => Ok(Some(attr)),
+        Err(err) if err.is_instance::<PyAttributeError>(obj.py()) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// `close()` of a delegated-to iterator, as `yield from` does it: only if it has one.
+fn close_inner(inner: &PyAny) -> PyResult<()> {
+    match getattr_opt(inner, "close")? {
+        Some(close) => close.call0().map(drop),
+        None => Ok(()),
+    }
+}
+
+// ANCHOR: pymethods
+#[pymethods]
+impl RustAwait {
+    /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
+    #[text_signature = "($self, value, /)"]
+    fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
+        let py = slf.py();
+        Self::send_step(slf, value).and_then(|output| compat::returned(py, output))
+    }
+
+    /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
+    /// here; anything else goes to `inner.throw` where there is one, else is raised here.
+    #[args(args = "*")]
+    #[text_signature = "($self, typ, val=None, tb=None, /)"]
+    fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyIterNextOutput> {
+        let py = slf.py();
+        Self::throw_step(slf, args).and_then(|output| compat::returned(py, output))
     }
 
     /// `yield from`'s close: close the inner iterator, then finish quietly.
@@ -299,7 +309,8 @@ impl PyIterProtocol for RustAwait {
 
     fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
         let py = slf.py();
-        Self::send_step(slf, py.None().as_ref(py))
+        let step = Self::send_step(slf, py.None().as_ref(py));
+        step.and_then(|output| compat::returned(py, output))
     }
 }
 

@@ -93,6 +93,9 @@ unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::
         let py = pool.python();
         match step::<T>(py, slf, ptr::null_mut()) {
             Some(IterNextOutput::Yield(value)) => value.into_ptr(),
+            // A return of `None` is signalled with no exception at all, as a generator's
+            // `tp_iternext` does: `next()` and `await` read it as `StopIteration()`.
+            Some(IterNextOutput::Return(value)) if value.is_none(py) => ptr::null_mut(),
             Some(IterNextOutput::Return(value)) => {
                 raise_stop_iteration(py, &value);
                 ptr::null_mut()

@@ -310,7 +310,7 @@ impl RustFuture {
             Slot::Pending { future, waker, waiter } => (future, waker, waiter),
             Slot::Ready(output) => {
                 self.state = State::Finished;
-                return output.and_then(|value| Err(compat::stop_iteration(value)));
+                return output.and_then(|value| Err(compat::stop_iteration(value.into_bound(py))));
             }
             Slot::Gone => {
                 self.state = State::Finished;

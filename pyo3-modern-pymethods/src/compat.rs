@@ -97,10 +97,15 @@ pub(crate) fn stop_iteration_value<'py>(py: Python<'py>, err: PyErr) -> PyResult
     err.into_value(py).into_bound(py).getattr("value")
 }
 
-/// How an iterator step returns `value`: a `StopIteration` carrying it. Passing the
-/// value inside a 1-tuple keeps tuples and exception instances intact as `.value`.
-pub(crate) fn stop_iteration(value: Py<PyAny>) -> PyErr {
-    PyStopIteration::new_err((value,))
+/// How a `send`/`__next__` method returns `value`: a `StopIteration` carrying it, as
+/// CPython's own coroutines raise it. Passing the value inside a 1-tuple keeps tuples and
+/// exception instances intact as `.value`; `None` is returned as a bare `StopIteration()`
+/// (no arguments; `.value` is `None` all the same).
+pub(crate) fn stop_iteration(value: Bound<'_, PyAny>) -> PyErr {
+    if value.is_none() {
+        return PyStopIteration::new_err(());
+    }
+    PyStopIteration::new_err((value.unbind(),))
 }
 
 /// The `TypeError` message of `coro.throw(*args)` with a wrong number of arguments,

@@ -4,7 +4,8 @@
 //! fills the `am_await` slot from `__await__` and `tp_iter`/`tp_iternext` from
 //! `__iter__`/`__next__`, and `send`/`throw`/`close` are plain methods. A step returns
 //! its value by raising `StopIteration((value,))`, so a tuple or an exception instance
-//! survives as `StopIteration.value`. The states follow a native coroutine's
+//! survives as `StopIteration.value` (`None` is raised as a bare `StopIteration()`, as
+//! CPython does: `compat::stop_iteration`). The states follow a native coroutine's
 //! (`inspect.getcoroutinestate`: created, suspended, closed).
 //!
 //! The protocol pieces `RustAwait` and `RustFuture` share (states, errors, building the

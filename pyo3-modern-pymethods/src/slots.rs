@@ -43,7 +43,7 @@ impl<'py> Sent<'py> {
     pub(crate) fn into_method_result(self) -> PyResult<Py<PyAny>> {
         match self {
             Sent::Yield(value) => Ok(value.unbind()),
-            Sent::Return(value) => Err(crate::compat::stop_iteration(value.unbind())),
+            Sent::Return(value) => Err(crate::compat::stop_iteration(value)),
         }
     }
 }
@@ -116,6 +116,9 @@ unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::
         let py = Python::assume_attached();
         match step::<T>(py, slf, ptr::null_mut()) {
             Some(Sent::Yield(value)) => value.into_ptr(),
+            // A return of `None` is signalled with no exception at all, as a generator's
+            // `tp_iternext` does: `next()` and `await` read it as `StopIteration()`.
+            Some(Sent::Return(value)) if value.is_none() => ptr::null_mut(),
             Some(Sent::Return(value)) => {
                 raise_stop_iteration(&value);
                 ptr::null_mut()
