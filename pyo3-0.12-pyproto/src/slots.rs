@@ -13,7 +13,8 @@
 //!   one (`_PyGen_SetStopIterationValue`): `PyErr_SetObject(StopIteration, value)`, which
 //!   up to 3.11 is not even instantiated when `await` takes the value back;
 //! * `am_send` (3.10+): one step that returns its value through `*result` with
-//!   `PYGEN_RETURN`, with no exception at all (asyncio's Task, and `await` on 3.10/3.11).
+//!   `PYGEN_RETURN`, with no exception at all (asyncio's Task, and `await` on 3.10, 3.11
+//!   and 3.15).
 //!   It lives in the 4-field table of `compat`'s fix (a).
 //!
 //! The `#[pyproto]` and `#[pymethods]` stay as they are: they are what
