@@ -90,18 +90,28 @@ if sys.version_info >= (3, 10) and sys.implementation.name == "cpython":
     OPERATIONS += [("pyiter_send", None), ("pyiter_send", "v")]
 
 
-def pyiter_send(coro, value):
+PYGEN_RETURN, PYGEN_NEXT = 0, 1
+
+
+def pyiter_send_status(coro, value):
     """``PyIter_Send(coro, value)`` through ctypes, as asyncio's Task steps a coroutine:
-    a yielded value is returned, a returned one raised as ``StopIteration`` (as ``send``
-    would), an error raised as it is."""
+    ``(PYGEN_NEXT, yielded)`` or ``(PYGEN_RETURN, returned)``; on ``PYGEN_ERROR`` the
+    exception it set is raised."""
     send = ctypes.pythonapi.PyIter_Send
     send.restype = ctypes.c_int
     send.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.POINTER(ctypes.py_object)]
     result = ctypes.py_object()
     status = send(coro, value, ctypes.byref(result))  # PYGEN_ERROR raises here
-    if status == 0:  # PYGEN_RETURN
-        raise StopIteration(result.value)
-    return result.value
+    return status, result.value
+
+
+def pyiter_send(coro, value):
+    """``pyiter_send_status`` as ``send`` reports it: a yielded value is returned, a
+    returned one raised as ``StopIteration``."""
+    status, result = pyiter_send_status(coro, value)
+    if status == PYGEN_RETURN:
+        raise StopIteration(result)
+    return result
 
 
 def random_operation(rng, *, stop_iteration=False):

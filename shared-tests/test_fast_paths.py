@@ -17,7 +17,7 @@ import weakref
 
 import pytest
 
-from helpers import native_countdown, outcome
+from helpers import PYGEN_NEXT, PYGEN_RETURN, native_countdown, outcome, pyiter_send_status
 
 pytestmark = pytest.mark.skipif(
     sys.implementation.name != "cpython", reason="reads CPython's type objects"
@@ -132,18 +132,12 @@ def test_await_goes_through_am_await(era, name):
 @pytest.mark.skipif(not HAS_AM_SEND, reason="am_send exists from CPython 3.10")
 @pytest.mark.parametrize("name", CLASSES)
 def test_pyiter_send_returns_without_stop_iteration(era, name):
-    send = ctypes.pythonapi.PyIter_Send
-    send.restype = ctypes.c_int
-    send.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.POINTER(ctypes.py_object)]
     coro = make(era, name)
-    result = ctypes.py_object()
-    assert send(coro, None, ctypes.byref(result)) == 1  # PYGEN_NEXT
-    assert result.value is None
-    assert send(coro, None, ctypes.byref(result)) == 0  # PYGEN_RETURN, no exception
-    assert result.value == "value"
+    assert pyiter_send_status(coro, None) == (PYGEN_NEXT, None)
+    assert pyiter_send_status(coro, None) == (PYGEN_RETURN, "value")  # no exception
     # PYGEN_ERROR with the exception set, which ctypes.pythonapi raises.
     with pytest.raises(RuntimeError, match="cannot reuse"):
-        send(coro, None, ctypes.byref(result))
+        pyiter_send_status(coro, None)
 
 
 @pytest.mark.parametrize("step", ["next", "pyiter_send"])
@@ -161,10 +155,6 @@ def test_a_finished_delegate_releases_its_inner_iterator_at_once(era, step):
         with pytest.raises(StopIteration):
             next(outer)
     else:
-        send = ctypes.pythonapi.PyIter_Send
-        send.restype = ctypes.c_int
-        send.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.POINTER(ctypes.py_object)]
-        result = ctypes.py_object()
-        assert send(outer, None, ctypes.byref(result)) == 1
-        assert send(outer, None, ctypes.byref(result)) == 0
+        assert pyiter_send_status(outer, None) == (PYGEN_NEXT, None)
+        assert pyiter_send_status(outer, None) == (PYGEN_RETURN, "value")
     assert alive() is None
