@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from across import ROOT, venv_for  # noqa: E402
+from across import ROOT, venv_for  # this script's directory, first on sys.path
+from bench import ERAS
 
 N = 20_000
 DEFAULT = ["3.11", "3.12"]
@@ -69,34 +69,41 @@ main()
 }
 TITLES = {
     "ready": ("`await factory(1)`", "awaits", "ready"),
-    "delegate": ("one step of `delegate(x)` against `await x`, stepped from C", "steps",
-                 "delegate"),
+    "delegate": (
+        "one step of `delegate(x)` against `await x`, stepped from C",
+        "steps",
+        "delegate",
+    ),
 }
 
-IMPLEMENTATIONS = ["native", "pyo3_0_12_pyproto", "pyo3_modern_pymethods"]
-LABELS = {
-    "native": "native",
-    "pyo3_0_12_pyproto": "`pyo3_0_12_pyproto`",
-    "pyo3_modern_pymethods": "`pyo3_modern_pymethods`",
-}
+IMPLEMENTATIONS = ["native", *ERAS]
+LABELS = {"native": "native", **{name: f"`{name}`" for name in ERAS}}
 
 # (bucket, pattern over the function's name); the first match wins.
 BUCKETS = [
-    ("returning the value as `StopIteration` (make, raise, match, fetch, free)",
-     r"StopIteration|BaseException|PyErr|_PyErr_|FetchStopIterationValue|GetRaisedException"
-     r"|ExceptionMatches|raise_stop_iteration|new_stop_iteration|PyException|IsSubclass"
-     r"|PyType_IsSubtype|GetTopmostException"),
-    ("allocating, initialising and freeing objects (the awaitable, and any exception)",
-     r"GenericAlloc|GC_|_Py_MakeCoro|gen_dealloc|tp_dealloc|tp_alloc|create_class_object"
-     r"|into_new_object|Malloc|_PyObject_Free|PyObject_Free|memset|_Py_NewReference|_PyFrame_"
-     r"|CallFinalizer|_PyTrash|object_new|_Py_Dealloc|InitializeDict|PyClassAlloc|dealloc"),
+    (
+        "returning the value as `StopIteration` (make, raise, match, fetch, free)",
+        r"StopIteration|BaseException|PyErr|_PyErr_|FetchStopIterationValue|GetRaisedException"
+        r"|ExceptionMatches|raise_stop_iteration|new_stop_iteration|PyException|IsSubclass"
+        r"|PyType_IsSubtype|GetTopmostException",
+    ),
+    (
+        "allocating, initialising and freeing objects (the awaitable, and any exception)",
+        r"GenericAlloc|GC_|_Py_MakeCoro|gen_dealloc|tp_dealloc|tp_alloc|create_class_object"
+        r"|into_new_object|Malloc|_PyObject_Free|PyObject_Free|memset|_Py_NewReference|_PyFrame_"
+        r"|CallFinalizer|_PyTrash|object_new|_Py_Dealloc|InitializeDict|PyClassAlloc|dealloc",
+    ),
     ("tuples (arguments, `StopIteration.args`)", r"[Tt]uple"),
-    ("calling into Rust: PyO3's wrappers, argument parsing, thread-locals",
-     r"pyo3|extract_argument|trampoline|__tls_get_addr|MakeTpCall|cfunction|vectorcall"
-     r"|_Py_CheckFunctionResult|GILPool|gil::|slots::|catch_unwind|PyGILState|Py_IncRef"
-     r"|Py_DecRef|PyIter_Check|PyObject_Call"),
-    ("the interpreter loop (frames, `await` bytecodes)",
-     r"_PyEval|EvalFrame|_PyThreadState_|GetAwaitableIter|_PyCoro|gen_"),
+    (
+        "calling into Rust: PyO3's wrappers, argument parsing, thread-locals",
+        r"pyo3|extract_argument|trampoline|__tls_get_addr|MakeTpCall|cfunction|vectorcall"
+        r"|_Py_CheckFunctionResult|GILPool|gil::|slots::|catch_unwind|PyGILState|Py_IncRef"
+        r"|Py_DecRef|PyIter_Check|PyObject_Call",
+    ),
+    (
+        "the interpreter loop (frames, `await` bytecodes)",
+        r"_PyEval|EvalFrame|_PyThreadState_|GetAwaitableIter|_PyCoro|gen_",
+    ),
 ]
 OTHER = "everything else (ints, refcounts, ...)"
 ROUND_TRIP_ROW = "the `StopIteration` round trip, all in (raise, catch, `.value`, free)"
@@ -113,15 +120,26 @@ def callgrind(python: str, workload: str, name: str, n: int) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             python, "-c", WORKLOADS[workload], name, str(n)],
-            check=True, capture_output=True,
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                python,
+                "-c",
+                WORKLOADS[workload],
+                name,
+                str(n),
+            ],
+            check=True,
+            capture_output=True,
         )
         costs: dict[str, int] = {}
         for inclusive in ("no", "yes"):
             text = subprocess.run(
                 ["callgrind_annotate", f"--inclusive={inclusive}", "--threshold=100", str(out)],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             for function, cost in parse(text):
                 if inclusive == "yes":
@@ -180,8 +198,9 @@ def table(python: str, version: str, workload: str) -> str:
         lines.append(f"| {bucket} | " + " | ".join(cells) + " |")
     totals = [total[n] for n in IMPLEMENTATIONS]
     lines.append("| **total** | " + " | ".join(f"**{t:,.0f}**" for t in totals) + " |")
-    lines.append("| ratio to native | "
-                 + " | ".join(f"{t / total['native']:.2f}×" for t in totals) + " |")
+    lines.append(
+        "| ratio to native | " + " | ".join(f"{t / total['native']:.2f}×" for t in totals) + " |"
+    )
     cells = [f"{columns[n].get(ROUND_TRIP_ROW, 0):,.0f}" for n in IMPLEMENTATIONS]
     lines.append(f"| of the total: {ROUND_TRIP_ROW} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -193,12 +212,17 @@ def main() -> int:
         python = venv_for(version)
         if python is None:
             continue
-        actual = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                                check=True, capture_output=True, text=True).stdout.strip()
+        actual = subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         for workload in WORKLOADS:
             text = table(python, actual, workload)
             (GENERATED / f"profile-{workload}-{version}.md").write_text(
-                "<!-- generated by benchmarks/profile.py -->\n" + text)
+                "<!-- generated by benchmarks/profile.py -->\n" + text
+            )
             print(text)
     return 0
 

@@ -34,7 +34,7 @@ async def add(a, b):
 def drive_a_native_coroutine(m):
     """`drive` runs an `async def` to completion with no event loop."""
     return m.drive(add(1, 2))
-# ANCHOR_END: drive_native
+    # ANCHOR_END: drive_native
 
 
 # ANCHOR: drive_kinds
@@ -53,9 +53,13 @@ class HasAwait:
 @example(returns=["ab", "generator-based", "__await__", "rust"])
 def drive_every_kind_of_awaitable(m):
     """Native coroutines, `types.coroutine` generators, `__await__` objects, Rust coroutines."""
-    return [m.drive(add("a", "b")), m.drive(old_style()), m.drive(HasAwait()),
-            m.drive(m.countdown(3, "rust"))]
-# ANCHOR_END: drive_kinds
+    return [
+        m.drive(add("a", "b")),
+        m.drive(old_style()),
+        m.drive(HasAwait()),
+        m.drive(m.countdown(3, "rust")),
+    ]
+    # ANCHOR_END: drive_kinds
 
 
 @example(raises=TypeError)
@@ -70,13 +74,14 @@ def drive_something_that_needs_a_loop(m):
     """An awaitable that yields an asyncio Future needs an event loop."""
     loop = asyncio.new_event_loop()
     try:
+
         async def wait_for_future():
             await loop.create_future()
 
         return m.drive(wait_for_future())
     finally:
         loop.close()
-# ANCHOR_END: drive_needs_loop
+    # ANCHOR_END: drive_needs_loop
 
 
 # ANCHOR: asyncio_run
@@ -89,11 +94,12 @@ def run_a_rust_coroutine(m):
 @example(returns=["rust", 42])
 def gather_rust_and_native(m):
     """Rust coroutines interleave with native ones in one event loop."""
+
     async def main():
         return await asyncio.gather(m.countdown(2, "rust"), add(20, 22))
 
     return asyncio.run(main())
-# ANCHOR_END: asyncio_run
+    # ANCHOR_END: asyncio_run
 
 
 # ANCHOR: protocol
@@ -129,4 +135,4 @@ def throw_into_a_coroutine(m):
     coro = m.countdown(5, None)
     coro.send(None)
     return coro.throw(ValueError("thrown in"))
-# ANCHOR_END: protocol
+    # ANCHOR_END: protocol

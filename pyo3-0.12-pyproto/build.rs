@@ -6,7 +6,8 @@
 //!    corrupt memory from its first `Py_INCREF`. PyO3 0.12's own build script does
 //!    not know about that flag and would happily produce the broken module.
 //! 2. Exports the PyO3 version recorded in `Cargo.lock` as the compile-time environment
-//!    variable `PYO3_0_12_PYPROTO_PYO3_VERSION` (the module's `PYO3_VERSION`).
+//!    variable `PYO3_VERSION` (the module's `PYO3_VERSION`), as the modern crate does:
+//!    both call `build_support::export_pyo3_version` (the workspace's `build-support`).
 //! 3. Sets `cfg(pyiter_check_is_function)` for CPython 3.8+, whose `PyIter_Check` is an
 //!    exported function. PyO3 0.12's `ffi::PyIter_Check` is the 3.7 macro, which links
 //!    `_PyObject_NextNotImplemented`, a symbol CPython 3.13 no longer exports (importing
@@ -58,12 +59,11 @@ fn main() {
     }
     // ANCHOR_END: free_threaded
 
-    let version = pyo3_version();
+    let version = build_support::export_pyo3_version();
     if !version.starts_with("0.12.") {
         eprintln!("error: pyo3-0-12-pyproto expects PyO3 0.12.x, Cargo resolved {version}");
         process::exit(1);
     }
-    println!("cargo:rustc-env=PYO3_0_12_PYPROTO_PYO3_VERSION={version}");
 }
 
 /// What `build.rs` needs to know about the interpreter the module is built for.
@@ -138,55 +138,4 @@ fn interpreter() -> Option<PathBuf> {
                 .unwrap_or(false)
         })
         .map(PathBuf::from)
-}
-
-/// The PyO3 version this crate is linked against, from the nearest `Cargo.lock`;
-/// falls back to the exact (`=x.y.z`) requirement in this crate's `Cargo.toml`.
-fn pyo3_version() -> String {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    for dir in manifest_dir.ancestors() {
-        let lock = dir.join("Cargo.lock");
-        if let Ok(text) = fs::read_to_string(&lock) {
-            println!("cargo:rerun-if-changed={}", lock.display());
-            if let Some(version) = pyo3_version_from_lock(&text) {
-                return version;
-            }
-        }
-    }
-    let manifest = fs::read_to_string(manifest_dir.join("Cargo.toml")).expect("own Cargo.toml");
-    manifest
-        .lines()
-        .find(|line| line.trim_start().starts_with("pyo3 "))
-        .and_then(|line| line.split("version = \"=").nth(1))
-        .and_then(|rest| rest.split('"').next())
-        .expect("Cargo.toml pins pyo3 with version = \"=x.y.z\"")
-        .to_owned()
-}
-
-/// Finds this package in the lock file and the pyo3 entry among its dependencies:
-/// `"pyo3 0.12.4"` when the lock holds several pyo3 versions, plain `"pyo3"` when
-/// it holds one (then that package's version).
-fn pyo3_version_from_lock(lock: &str) -> Option<String> {
-    let packages: Vec<&str> = lock.split("[[package]]").skip(1).collect();
-    let field = |block: &str, key: &str| -> Option<String> {
-        block
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
-            .map(|v| v.trim_end_matches('"').to_owned())
-    };
-    let own = env::var("CARGO_PKG_NAME").ok()?;
-    let ours = packages
-        .iter()
-        .find(|b| field(b, "name").as_deref() == Some(own.as_str()))?;
-    let dep = ours
-        .lines()
-        .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
-        .find(|l| *l == "pyo3" || l.starts_with("pyo3 "))?;
-    if let Some(version) = dep.strip_prefix("pyo3 ") {
-        return Some(version.split(' ').next()?.to_owned());
-    }
-    packages
-        .iter()
-        .find(|b| field(b, "name").as_deref() == Some("pyo3"))
-        .and_then(|b| field(b, "version"))
 }

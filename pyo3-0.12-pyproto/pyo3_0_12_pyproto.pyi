@@ -5,12 +5,11 @@
 from types import TracebackType
 from typing import (
     Any,
+    AsyncIterator,
     Awaitable,
     Coroutine,
     Generator,
     Generic,
-    Optional,
-    Type,
     TypeVar,
     overload,
 )
@@ -23,13 +22,18 @@ __all__ = [
     "RustAwait",
     "RustCoroutine",
     "RustFuture",
+    "RustStream",
+    "Semaphore",
     "count_primes",
     "countdown",
     "delegate",
     "drive",
     "live_futures",
+    "live_streams",
+    "primes",
     "ready",
     "sleep",
+    "ticks",
 ]
 
 _T = TypeVar("_T")
@@ -47,13 +51,13 @@ class _CoroutineProtocol(Coroutine[Any, Any, _T], Generic[_T]):
     @overload
     def throw(
         self,
-        __typ: Type[BaseException],
+        __typ: type[BaseException],
         __val: object = None,
-        __tb: Optional[TracebackType] = None,
+        __tb: TracebackType | None = None,
     ) -> Any: ...
     @overload
     def throw(
-        self, __typ: BaseException, __val: None = None, __tb: Optional[TracebackType] = None
+        self, __typ: BaseException, __val: None = None, __tb: TracebackType | None = None
     ) -> Any: ...
     def close(self) -> None: ...
 
@@ -90,3 +94,43 @@ def count_primes(n: int) -> RustFuture[int]:
 
 def live_futures() -> int:
     """How many Rust futures of this module are alive right now."""
+
+@final
+class RustStream(AsyncIterator[int]):
+    """A Rust stream, an async iterator for asyncio; made by `ticks` or `primes`."""
+
+    def __aiter__(self) -> RustStream: ...
+    def __anext__(self) -> RustFuture[int]: ...
+    def aclose(self) -> RustFuture[None]:
+        """An awaitable that drops the Rust stream (a worker stops) and gives None."""
+
+    @property
+    def _produced(self) -> int:
+        """Test hook: how many items the producer has made or handed to its channel."""
+
+def ticks(n: int, interval: float = 0.0) -> RustStream:
+    """The ints 0 ... n-1, each `interval` seconds after the one before."""
+
+def primes(n: int, buffer: int = 64) -> RustStream:
+    """The primes below `n`, found on a worker thread without the GIL, at most `buffer`
+    ahead of the consumer."""
+
+def live_streams() -> int:
+    """How many Rust streams of this module are alive right now."""
+
+@final
+class Semaphore:
+    """A bounded semaphore that tasks of every event loop of the process may share."""
+
+    def __new__(cls, value: int = 1) -> Semaphore: ...
+    def acquire(self) -> RustFuture[Literal[True]]:
+        """An awaitable that waits for a permit and gives True."""
+
+    def release(self) -> None:
+        """Gives a held permit back; ValueError if none is held."""
+
+    def locked(self) -> bool:
+        """Whether an acquire() would have to wait."""
+
+    def __aenter__(self) -> RustFuture[None]: ...
+    def __aexit__(self, __typ: Any, __val: Any, __tb: Any) -> RustFuture[None]: ...

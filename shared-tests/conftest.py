@@ -3,7 +3,7 @@
 Every test that takes the ``era`` fixture runs once per era module. Which eras an
 environment must provide is set by ``PYO3_ASYNC_ERAS`` (tox sets it per environment;
 default: every era this Python supports). An expected module that fails to import is a
-test failure, never a skip.
+test failure, never a skip. The eras themselves are listed once, in ``tools/eras.py``.
 """
 
 from __future__ import annotations
@@ -11,17 +11,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# era name -> (import name, oldest Python it supports)
-ERAS = {
-    "pyproto": ("pyo3_0_12_pyproto", (3, 7)),
-    "pymethods": ("pyo3_modern_pymethods", (3, 9)),
-}
+from eras import ERAS
 
 
 def expected_eras() -> list[str]:
@@ -40,7 +33,7 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def era(request):
     """The era module under test (skipped only where its PyO3 cannot run)."""
-    module_name, oldest = ERAS[request.param]
+    module_name, oldest = ERAS[request.param].module, ERAS[request.param].oldest
     if sys.version_info < oldest:
         pytest.skip(
             f"{module_name} needs Python {oldest[0]}.{oldest[1]}+ "

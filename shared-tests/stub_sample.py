@@ -19,3 +19,19 @@ coro: "m.RustCoroutine[int]" = m.ready(5)
 coro.close()
 total: int = asyncio.run(main())
 driven: object = m.drive(m.countdown(3, None))
+
+
+async def streams_and_semaphore() -> list[int]:
+    ticked = [i async for i in m.ticks(3, interval=0.0)]
+    stream: m.RustStream = m.primes(100, buffer=8)
+    first: int = await stream.__anext__()
+    await stream.aclose()
+    sem = m.Semaphore(2)
+    acquired: bool = await sem.acquire()
+    sem.release()
+    async with sem:
+        locked: bool = sem.locked()
+    return ticked + [first, m.live_streams(), int(acquired), int(locked)]
+
+
+streamed: list[int] = asyncio.run(streams_and_semaphore())

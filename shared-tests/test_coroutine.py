@@ -1,4 +1,5 @@
-"""Contract section 3: ``RustCoroutine``, a coroutine class written in Rust."""
+"""API reference, section 3 (docs/src/reference.md): ``RustCoroutine``, a coroutine class
+written in Rust."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import warnings
 import pytest
 
 from helpers import apply, native_countdown, outcome, random_operation
+
+# Part of the core that the *-valgrind tox environments run under memcheck.
+pytestmark = pytest.mark.valgrind
 
 REUSE = "cannot reuse already awaited coroutine"
 JUST_STARTED = "can't send non-None value to a just-started coroutine"
@@ -107,6 +111,7 @@ def test_three_argument_throw(era):
 
 # --- randomized comparison against a native async def coroutine ----------------------
 
+
 # ANCHOR: stop_iteration
 def test_throw_stop_iteration(era):
     """PEP 479: a StopIteration thrown into a suspended coroutine leaves it as
@@ -115,7 +120,11 @@ def test_throw_stop_iteration(era):
     started = era.countdown(2, None)
     started.send(None)
     assert outcome(lambda: started.throw(StopIteration("s"))) == (
-        "raise", RuntimeError, "coroutine raised StopIteration", StopIteration)
+        "raise",
+        RuntimeError,
+        "coroutine raised StopIteration",
+        StopIteration,
+    )
     with pytest.raises(RuntimeError) as info:
         again = era.countdown(2, None)
         again.send(None)
@@ -124,10 +133,11 @@ def test_throw_stop_iteration(era):
     native = native_countdown(2, None)
     try:
         assert outcome(lambda: era.countdown(2, None).throw(StopIteration("s"))) == outcome(
-            lambda: native.throw(StopIteration("s")))
+            lambda: native.throw(StopIteration("s"))
+        )
     finally:
         native.close()
-# ANCHOR_END: stop_iteration
+    # ANCHOR_END: stop_iteration
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -148,6 +158,7 @@ def test_matches_native_coroutine(era, seed):
 
 
 # --- under asyncio ------------------------------------------------------------------
+
 
 def test_asyncio_run(era):
     assert asyncio.run(era.ready(1)) == 1

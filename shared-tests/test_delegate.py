@@ -1,14 +1,20 @@
-"""Contract section 2: ``delegate(awaitable)``, ``await`` re-implemented in Rust (PEP 380)."""
+"""API reference, section 2 (docs/src/reference.md): ``delegate(awaitable)``, ``await``
+re-implemented in Rust (PEP 380)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 
 import pytest
 
 from helpers import Marker, apply, native_countdown, native_ready, outcome, random_operation
+
+# Part of the core that the *-valgrind tox environments run under memcheck (not the tests
+# marked slow).
+pytestmark = pytest.mark.valgrind
 
 
 def scripted(script, log):
@@ -29,7 +35,7 @@ def scripted(script, log):
         except GeneratorExit:
             log.append(("closed",))
             raise
-        except BaseException as exc:  # noqa: BLE001 - the script decides
+        except BaseException as exc:
             log.append(("thrown", type(exc).__name__))
             if action[2] == "reraise":
                 raise
@@ -118,12 +124,14 @@ def test_awaits_every_kind(era):
         ]
 
     assert asyncio.run(main()) == ["native", "sleep", "rust", "nested", 5]
-# ANCHOR_END: every_kind
+    # ANCHOR_END: every_kind
 
 
 def test_is_a_coroutine_for_asyncio(era):
     async def main():
-        return await asyncio.gather(era.delegate(native_countdown(3, 1)), era.delegate(era.ready(2)))
+        return await asyncio.gather(
+            era.delegate(native_countdown(3, 1)), era.delegate(era.ready(2))
+        )
 
     assert asyncio.run(main()) == [1, 2]
     assert asyncio.run(era.delegate(asyncio.sleep(0, "run"))) == "run"
@@ -149,7 +157,7 @@ def test_cancellation_reaches_inner(era):
 
     asyncio.run(main())
     assert seen == ["cancelled"]
-# ANCHOR_END: cancellation
+    # ANCHOR_END: cancellation
 
 
 def test_reuse_after_finish(era):
@@ -177,6 +185,7 @@ def test_resumed_from_inside_its_own_step(era):
         holder[0].send(None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [10_000, 300_000])
 def test_deep_nesting_never_overflows_the_c_stack(era, depth):
     """Each level steps the next from C. Up to 3.13 the recursion limit stops the chain
@@ -186,7 +195,7 @@ def test_deep_nesting_never_overflows_the_c_stack(era, depth):
     for _ in range(depth):
         awaitable = era.delegate(awaitable)
     try:
-        result = outcome(lambda: awaitable.send(None))
+        result = outcome(functools.partial(awaitable.send, None))
         if depth > 10_000 or sys.version_info < (3, 14):
             assert result[:2] == ("raise", RecursionError)
         else:

@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -41,7 +41,7 @@ CODE_LANGUAGES = {"rust", "python", "py", "toml"}
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def chapters() -> List[Path]:
+def chapters() -> list[Path]:
     """The chapter files SUMMARY.md lists, in order."""
     found = []
     for target in re.findall(r"\]\(([^)]+\.md)\)", SUMMARY.read_text(encoding="utf-8")):
@@ -49,11 +49,11 @@ def chapters() -> List[Path]:
     return found
 
 
-def markdown_files() -> List[Path]:
+def markdown_files() -> list[Path]:
     return sorted(SRC.rglob("*.md"))
 
 
-def split_include(argument: str) -> Tuple[str, Optional[str]]:
+def split_include(argument: str) -> tuple[str, str | None]:
     """``path:anchor`` -> (path, anchor); the anchor is None when absent."""
     if ":" not in argument:
         return argument, None
@@ -61,7 +61,7 @@ def split_include(argument: str) -> Tuple[str, Optional[str]]:
     return path, rest
 
 
-def anchor_region(text: str, anchor: str) -> Optional[str]:
+def anchor_region(text: str, anchor: str) -> str | None:
     """The lines between ``ANCHOR: anchor`` and ``ANCHOR_END: anchor``, as mdBook takes
     them (marker lines of other anchors excluded), or None if either marker is missing."""
     start = re.compile(r"ANCHOR:\s*" + re.escape(anchor) + r"(?![\w-])")
@@ -73,7 +73,7 @@ def anchor_region(text: str, anchor: str) -> Optional[str]:
     finish = next((i for i in range(begin + 1, len(lines)) if end.search(lines[i])), None)
     if finish is None:
         return None
-    inner = [line for line in lines[begin + 1:finish] if not re.search(r"ANCHOR(_END)?:", line)]
+    inner = [line for line in lines[begin + 1 : finish] if not re.search(r"ANCHOR(_END)?:", line)]
     return "\n".join(inner)
 
 
@@ -94,7 +94,10 @@ def include_problems() -> Iterator[str]:
                 continue
             region = anchor_region(target.read_text(encoding="utf-8"), anchor)
             if region is None:
-                yield f"{where}: {target.relative_to(ROOT)} lacks ANCHOR: {anchor} / ANCHOR_END: {anchor}"
+                yield (
+                    f"{where}: {target.relative_to(ROOT)} lacks "
+                    f"ANCHOR: {anchor} / ANCHOR_END: {anchor}"
+                )
             elif not region.strip():
                 yield f"{where}: anchor {anchor} of {target.relative_to(ROOT)} is empty"
 
@@ -114,8 +117,10 @@ def code_block_problems() -> Iterator[str]:
                 fence = None
                 continue
             if language in CODE_LANGUAGES and line.strip() and not INCLUDE.fullmatch(line.strip()):
-                yield (f"{page.relative_to(ROOT)}:{number}: pasted {language} code; "
-                       "include it from a tested file with an anchor instead")
+                yield (
+                    f"{page.relative_to(ROOT)}:{number}: pasted {language} code; "
+                    "include it from a tested file with an anchor instead"
+                )
 
 
 def chapter_problems() -> Iterator[str]:
@@ -131,14 +136,16 @@ def chapter_problems() -> Iterator[str]:
             yield f"{chapter.relative_to(ROOT)} has {lines} lines: a stub, not a chapter"
 
 
-def ids(page: Path, cache: Dict[Path, set]) -> set:
+def ids(page: Path, cache: dict[Path, set]) -> set:
     if page not in cache:
-        cache[page] = set(re.findall(r"""\bid=["']([^"']+)["']""", page.read_text(encoding="utf-8")))
+        cache[page] = set(
+            re.findall(r"""\bid=["']([^"']+)["']""", page.read_text(encoding="utf-8"))
+        )
     return cache[page]
 
 
 def link_problems() -> Iterator[str]:
-    cache: Dict[Path, set] = {}
+    cache: dict[Path, set] = {}
     for page in markdown_files():
         text = INCLUDE.sub("", page.read_text(encoding="utf-8"))
         for target in LINK.findall(text):
@@ -154,10 +161,10 @@ def link_problems() -> Iterator[str]:
                 yield f"{where}: {destination} does not exist"
                 continue
             if fragment and destination.suffix == ".md" and fragment not in ids(destination, cache):
-                yield f"{where}: no id=\"{fragment}\" in {destination.relative_to(ROOT)}"
+                yield f'{where}: no id="{fragment}" in {destination.relative_to(ROOT)}'
 
 
-def all_problems() -> List[str]:
+def all_problems() -> list[str]:
     return [
         *include_problems(),
         *code_block_problems(),
@@ -167,6 +174,7 @@ def all_problems() -> List[str]:
 
 
 # --- the tests -----------------------------------------------------------------------
+
 
 def test_includes_resolve():
     problems = list(include_problems())
@@ -200,12 +208,15 @@ def test_checks_catch_a_missing_anchor():
 
 def test_mdbook_builds():
     if os.environ.get("PYO3_ASYNC_BUILD_CHECKS") != "1":
-        import pytest
+        import pytest  # not at the top: tools/mdbook.sh runs this file with no pytest
 
         pytest.skip("building the book installs mdBook; runs with PYO3_ASYNC_BUILD_CHECKS=1")
     proc = subprocess.run(
         ["bash", str(ROOT / "tools" / "mdbook.sh")],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     pages = list((DOCS / "book").glob("*.html"))

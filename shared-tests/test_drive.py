@@ -1,10 +1,10 @@
-"""Contract section 1: ``drive(awaitable)``, await from Rust with no event loop."""
+"""API reference, section 1 (docs/src/reference.md): ``drive(awaitable)``, await from Rust
+with no event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +13,9 @@ import types
 import pytest
 
 from helpers import bare_yield, native_countdown, native_ready
+
+# Part of the core that the *-valgrind tox environments run under memcheck.
+pytestmark = pytest.mark.valgrind
 
 
 def native_await_error(obj) -> TypeError:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from guide_examples import EXAMPLES  # noqa: E402
+from guide_examples import EXAMPLES  # examples/, on pytest's pythonpath (pyproject.toml)
+
+pytestmark = pytest.mark.valgrind
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.__name__)

@@ -19,9 +19,11 @@ import pytest
 
 from helpers import PYGEN_NEXT, PYGEN_RETURN, native_countdown, outcome, pyiter_send_status
 
-pytestmark = pytest.mark.skipif(
-    sys.implementation.name != "cpython", reason="reads CPython's type objects"
-)
+pytestmark = [
+    pytest.mark.skipif(sys.implementation.name != "cpython", reason="reads CPython's type objects"),
+    # Part of the core that the *-valgrind tox environments run under memcheck.
+    pytest.mark.valgrind,
+]
 
 POINTER = ctypes.sizeof(ctypes.c_void_p)
 # PyTypeObject, one pointer-sized field each: ob_refcnt, ob_type, ob_size, tp_name,
@@ -98,6 +100,7 @@ def test_tp_iternext_returns_like_a_generator(era, name, value):
 def test_methods_return_like_a_native_coroutine(era, name, value, method):
     """``send``/``__next__`` raise the ``StopIteration`` a native coroutine raises:
     ``StopIteration(value)``, and a bare ``StopIteration()`` for ``None``."""
+
     def returned(coro):
         if method == "send":
             step = lambda: coro.send(None)  # noqa: E731

@@ -1,4 +1,5 @@
-"""Contract section 4: Rust futures awaited from asyncio (``RustFuture``)."""
+"""API reference, section 4 (docs/src/reference.md): Rust futures awaited from asyncio
+(``RustFuture``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import threading
 import time
 
 import pytest
+
+# Part of the core that the *-valgrind tox environments run under memcheck (not the tests
+# marked slow).
+pytestmark = pytest.mark.valgrind
 
 PRIMES_BELOW_20M = 1_270_607
 
@@ -86,6 +91,7 @@ def test_count_primes(era):
         era.count_primes(-1)
 
 
+@pytest.mark.slow  # counts 20 million numbers; timing-dependent under valgrind
 # ANCHOR: ticking
 def test_event_loop_keeps_ticking_during_count(era, loop_factory):
     async def main():
@@ -99,7 +105,7 @@ def test_event_loop_keeps_ticking_during_count(era, loop_factory):
     ticks, result = run(main, loop_factory)
     assert result == PRIMES_BELOW_20M
     assert ticks > 10  # the loop ran many times while the worker counted
-# ANCHOR_END: ticking
+    # ANCHOR_END: ticking
 
 
 # ANCHOR: cancellation
@@ -117,7 +123,7 @@ def test_cancellation_drops_the_future_at_once(era, loop_factory):
         return era.live_futures()
 
     assert run(main, loop_factory) == before
-# ANCHOR_END: cancellation
+    # ANCHOR_END: cancellation
 
 
 def test_cancelled_count_stops_its_worker(era):
@@ -181,7 +187,7 @@ def test_six_loops_in_six_threads(era):
     assert sorted(results) == list(range(6))
     for index, values in results.items():
         assert values == [(index, i) for i in range(3000)]
-# ANCHOR_END: six_loops
+    # ANCHOR_END: six_loops
 
 
 def test_reference_counts_and_live_futures_stay_flat(era):

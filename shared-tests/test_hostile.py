@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 
@@ -60,11 +59,16 @@ class BadStr(Exception):
 
 class NextRaisesBadStr(NextRaisesStopSubclass):
     def __next__(self):
-        raise BadStr()
+        raise BadStr
 
 
-HOSTILE = [AwaitRaises, AwaitNotCallable, AwaitReturnsNone, NextRaisesStopSubclass,
-           NextRaisesBadStr]
+HOSTILE = [
+    AwaitRaises,
+    AwaitNotCallable,
+    AwaitReturnsNone,
+    NextRaisesStopSubclass,
+    NextRaisesBadStr,
+]
 
 
 @pytest.mark.parametrize("make", HOSTILE, ids=lambda c: c.__name__)

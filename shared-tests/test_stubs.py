@@ -21,7 +21,10 @@ def run_mypy_module(*args: str) -> subprocess.CompletedProcess:
 
 def test_stubtest(era):
     proc = run_mypy_module(
-        "mypy.stubtest", era.__name__, "--allowlist", str(HERE / "stubtest-allowlist.txt"),
+        "mypy.stubtest",
+        era.__name__,
+        "--allowlist",
+        str(HERE / "stubtest-allowlist.txt"),
         "--ignore-unused-allowlist",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -32,7 +35,11 @@ def test_sample_program_type_checks(era, tmp_path):
     program = tmp_path / "sample.py"
     program.write_text(sample)
     proc = run_mypy_module(
-        "mypy", "--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+        "mypy",
+        "--strict",
+        "--no-incremental",
+        "--cache-dir",
+        str(tmp_path / "cache"),
         str(program),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -42,7 +49,8 @@ def test_stub_rejects_misuse(era, tmp_path):
     """The stubs are not vacuous: a wrong call fails type checking."""
     program = tmp_path / "misuse.py"
     program.write_text(f"import {era.__name__} as m\nm.countdown('three', None)\n")
-    proc = run_mypy_module("mypy", "--no-incremental", "--cache-dir", str(tmp_path / "c"),
-                           str(program))
+    proc = run_mypy_module(
+        "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "c"), str(program)
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "countdown" in proc.stdout

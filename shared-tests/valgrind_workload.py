@@ -4,6 +4,7 @@ Usage: python valgrind_workload.py MODULE_NAME
 """
 
 import asyncio
+import contextlib
 import importlib
 import sys
 
@@ -34,9 +35,7 @@ assert m.drive(native(4)) == 4
 assert m.drive(m.countdown(5, 5)) == 5
 coro = m.countdown(2, None)
 coro.send(None)
-try:
+with contextlib.suppress(ValueError):
     coro.throw(ValueError("x"))
-except ValueError:
-    pass
 coro.close()
 print("workload ok")

@@ -1,35 +1,93 @@
-"""Write the compatibility matrix from the JUnit reports of a tox run.
+"""Write the compatibility matrix from the JUnit reports of tox runs.
 
-Every tox environment leaves ``build/matrix/<env>.xml``. This script turns them into a
-markdown table, written to ``docs/src/generated/matrix.md`` and into the block of
-README.md between the ``matrix`` markers, saying for each Python and era what was run
-and how it went, what was only compiled, and what is refused.
+    python tools/matrix.py [--tox-result build/matrix/tox-result.json]
+
+Every tox environment that runs pytest leaves ``build/matrix/<env>.xml``. This script
+reads the reports there into ``docs/src/generated/matrix.json`` (tracked: the latest
+result of every environment, with the time it ran), then writes the table, from that file,
+to ``docs/src/generated/matrix.md`` and into the block of README.md between the
+``matrix`` markers: for each Python and era what was run and how it went, what was only
+compiled, and what is refused.
+
+A run of some environments (``tools/dev test -e py311-pymethods``) thus updates their cells
+only; every other cell keeps the latest result it had, and any cell from a day other than
+the table's usual one shows its date. ``--tox-result`` is tox's ``--result-json`` of the
+run (``tools/dev test`` passes both): an environment tox ran that left no new report (tox
+failed before pytest ran, e.g. at the build) is recorded as a failure, not left at its
+previous result.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from eras import ERAS
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "build" / "matrix"
+GENERATED = ROOT / "docs" / "src" / "generated"
+RESULTS = GENERATED / "matrix.json"
+README = ROOT / "README.md"
 PYTHONS = ["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
-ERAS = {"pyproto": ("PyO3 0.12 `#[pyproto]`", "3.7"), "pymethods": ("PyO3 0.30 `#[pymethods]`", "3.9")}
+# The test cases whose outcome a cell shows (the rest are counted).
+NOTABLE = re.compile(
+    r"test_clean_under_valgrind|valgrind_attribution"
+    r"|test_modern_compiles_for_free_threaded_314|test_pyo3_0_12_refuses_free_threaded"
+)
+LEGEND = (
+    "✅ the whole shared suite passed in that tox environment (valgrind clean: the "
+    "memory-safety tests ran there and found no invalid read or write); 🛡 the core of "
+    "the suite (the tests marked `valgrind`) also ran under valgrind's memcheck (its "
+    "`-valgrind` environment) with no invalid access and no definite leak attributable to "
+    "the crates; ❌ some of it failed; — that PyO3 does not support that Python; 3.14t is "
+    "free-threaded CPython, which no package provides here: 🔨 the crate was compiled for "
+    "it (`PYO3_CONFIG_FILE`) but could not be run, ⛔ the crate refuses to build for it."
+)
+
+Result = Dict[str, Any]
+# One line of a cell, and the result it comes from (None: no date to show).
+Line = Tuple[str, Optional[Result]]
+Cell = List[Line]
 
 
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
-def read(env: str) -> dict[str, object] | None:
-    path = REPORTS / f"{env}.xml"
-    if not path.exists():
-        return None
-    cases = ET.parse(path).getroot().iter("testcase")
-    outcome = {"passed": 0, "failed": 0, "skipped": 0, "valgrind": None, "cases": {}}
-    for case in cases:
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def when(result: Result) -> datetime:
+    return datetime.fromisoformat(result["time"])
+
+
+def read_report(path: Path) -> Result:
+    """What a JUnit report says: counts, the notable cases, and when it ran."""
+    root = ET.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    stamp = suite.get("timestamp") if suite is not None else None
+    ran = datetime.fromisoformat(stamp) if stamp else None
+    if ran is None:
+        ran = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    elif ran.tzinfo is None:
+        ran = ran.astimezone()  # pytest writes local time
+    result: Result = {
+        "time": ran.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "passed": 0,
+        "failed": 0,
+        "skipped": 0,
+        "cases": {},
+    }
+    for case in root.iter("testcase"):
         name = case.get("name", "")
         if case.find("failure") is not None or case.find("error") is not None:
             state = "failed"
@@ -37,87 +95,161 @@ def read(env: str) -> dict[str, object] | None:
             state = "skipped"
         else:
             state = "passed"
-        outcome[state] += 1
-        outcome["cases"][name] = state
-        if name.startswith("test_clean_under_valgrind") and state != "skipped":
-            outcome["valgrind"] = state
-    return outcome
+        result[state] += 1
+        if NOTABLE.match(name) and state != "skipped":
+            # A parametrized case (one per era) has failed if any of its runs failed.
+            key = name.split("[")[0]
+            if result["cases"].get(key) != "failed":
+                result["cases"][key] = state
+    return result
 
 
-def cell(era: str, python: str) -> str:
-    oldest = ERAS[era][1]
-    if version_key(python) < version_key(oldest):
-        return "— (needs " + oldest + "+)"
+def table_environments() -> set[str]:
+    """The tox environments whose results the table shows."""
+    names = {"build-checks"}
+    for era in ERAS.values():
+        for python in PYTHONS:
+            env = f"py{python.replace('.', '')}-{era.name}"
+            names |= {env, env + "-valgrind"}
+    return names
+
+
+def merge(stored: dict[str, Result], ran: list[str]) -> dict[str, Result]:
+    """The stored results, updated with every report newer than what is stored, and with
+    a failure for each environment of ``ran`` that left no report."""
+    merged = dict(stored)
+    fresh = set()
+    for path in sorted(REPORTS.glob("*.xml")) if REPORTS.is_dir() else []:
+        env, result = path.stem, read_report(path)
+        if env not in merged or when(result) >= when(merged[env]):
+            merged[env] = result
+            fresh.add(env)
+    for env in ran:
+        # Only the environments of the table are expected to leave a report (lint and
+        # bench, for instance, run no pytest with --junitxml).
+        if env not in fresh and env in table_environments():
+            merged[env] = {"time": now(), "error": "tox failed before the suite ran"}
+    return dict(sorted(merged.items()))
+
+
+def parts(era: str, python: str, results: dict[str, Result]) -> Cell:
+    """The lines of one cell, each with the result it comes from."""
     env = f"py{python.replace('.', '')}-{era}"
-    result = read(env)
+    result = results.get(env)
     if result is None:
-        return "not run"
-    if result["failed"]:
-        text = f"❌ {result['failed']} of {result['failed'] + result['passed']} failed"
+        return [("not run", None)]
+    lines: Cell
+    if "error" in result:
+        lines = [(f"❌ {result['error']}", result)]
+    elif result["failed"]:
+        total = result["failed"] + result["passed"]
+        lines = [(f"❌ {result['failed']} of {total} failed", result)]
     else:
-        text = f"✅ {result['passed']} passed"
-    if result["valgrind"] == "passed":
-        text += "<br>valgrind clean"
-    elif result["valgrind"] == "failed":
-        text += "<br>valgrind errors"
-    memcheck = read(env + "-valgrind")
+        lines = [(f"✅ {result['passed']} passed", result)]
+    valgrind = result.get("cases", {}).get("test_clean_under_valgrind")
+    if valgrind == "passed":
+        lines.append(("valgrind clean", None))
+    elif valgrind == "failed":
+        lines.append(("valgrind errors", None))
+    memcheck = results.get(env + "-valgrind")
     if memcheck is not None:
-        clean = not memcheck["failed"] and memcheck["cases"].get("valgrind_attribution") == "passed"
-        text += f"<br>{'🛡' if clean else '❌'} core suite under memcheck"
-    return text
+        clean = (
+            "error" not in memcheck
+            and not memcheck["failed"]
+            and memcheck["cases"].get("valgrind_attribution") == "passed"
+        )
+        lines.append((f"{'🛡' if clean else '❌'} core suite under memcheck", memcheck))
+    return lines
 
 
-def free_threaded(era: str) -> str:
-    result = read("build-checks")
+def free_threaded(era: str, results: dict[str, Result]) -> Cell:
+    result = results.get("build-checks")
     if result is None:
-        return "not run"
+        return [("not run", None)]
+    if "error" in result:
+        return [(f"❌ {result['error']}", result)]
     cases = result["cases"]
     if era == "pymethods":
-        if cases.get("test_modern_compiles_for_free_threaded_314") == "passed":
-            return "🔨 compiled only"
-        return "❌ does not compile"
-    if cases.get("test_pyo3_0_12_refuses_free_threaded") == "passed":
-        return "⛔ refused at build"
-    return "❌ refusal not shown"
+        compiled = cases.get("test_modern_compiles_for_free_threaded_314") == "passed"
+        return [("🔨 compiled only" if compiled else "❌ does not compile", result)]
+    refused = cases.get("test_pyo3_0_12_refuses_free_threaded") == "passed"
+    return [("⛔ refused at build" if refused else "❌ refusal not shown", result)]
 
 
-def table() -> str:
+def table(results: dict[str, Result]) -> str:
+    cells: dict[str, list[Cell]] = {}
+    for era in ERAS.values():
+        row: list[Cell] = []
+        for python in PYTHONS:
+            if version_key(python) < era.oldest:
+                row.append([(f"— (needs {era.oldest[0]}.{era.oldest[1]}+)", None)])
+            else:
+                row.append(parts(era.name, python, results))
+        row.append(free_threaded(era.name, results))
+        cells[era.name] = row
+    days = collections.Counter(
+        when(result).date().isoformat()
+        for row in cells.values()
+        for cell in row
+        for _, result in cell
+        if result is not None
+    )
+    usual = days.most_common(1)[0][0] if days else None
+
+    def render(cell: Cell) -> str:
+        lines = []
+        for text, result in cell:
+            day = when(result).date().isoformat() if result is not None else None
+            lines.append(text if day in (None, usual) else f"{text} ({day})")
+        return "<br>".join(lines)
+
     columns = PYTHONS + ["3.14t"]
     lines = [
         "| era | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
     ]
-    for era, (name, _) in ERAS.items():
-        cells = [cell(era, python) for python in PYTHONS] + [free_threaded(era)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    legend = (
-        "\n✅ the whole shared suite passed in that tox environment (valgrind clean: the "
-        "memory-safety tests ran there and found no invalid read or write); 🛡 the core of "
-        "the suite also ran under valgrind's memcheck (its `-valgrind` environment) with no "
-        "invalid access and no definite leak attributable to the crates; ❌ some of it failed; — that PyO3 does "
-        "not support that Python; 3.14t is free-threaded CPython, which no package "
-        "provides here: 🔨 the crate was compiled for it (`PYO3_CONFIG_FILE`) but could "
-        "not be run, ⛔ the crate refuses to build for it.\n"
+    for era in ERAS.values():
+        lines.append(f"| {era.title} | " + " | ".join(render(c) for c in cells[era.name]) + " |")
+    when_run = (
+        f"Each cell is the latest run of its tox environments: on {usual} unless it shows "
+        "another date."
+        if usual
+        else "No environment has run yet."
     )
-    return "\n".join(lines) + "\n" + legend
+    return "\n".join(lines) + "\n\n" + when_run + " " + LEGEND + "\n"
 
 
-def main() -> int:
-    if not REPORTS.exists():
-        print(f"no reports in {REPORTS}: run `tools/dev test` first", file=sys.stderr)
-        return 1
-    text = table()
-    generated = ROOT / "docs" / "src" / "generated" / "matrix.md"
-    generated.parent.mkdir(parents=True, exist_ok=True)
-    generated.write_text(
-        "<!-- generated by tools/matrix.py from the JUnit reports of a tox run -->\n" + text
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="See the module docstring (tools/matrix.py) for what is kept between runs.",
     )
-    readme = ROOT / "README.md"
+    parser.add_argument(
+        "--tox-result",
+        type=Path,
+        metavar="JSON",
+        help="tox's --result-json of the run: each environment it ran must have left a report",
+    )
+    args = parser.parse_args(argv)
+    ran = []
+    if args.tox_result is not None and args.tox_result.exists():
+        environments = json.loads(args.tox_result.read_text(encoding="utf-8"))["testenvs"]
+        ran = [env for env, info in environments.items() if info]
+    stored = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    results = merge(stored, ran)
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = table(results)
+    (GENERATED / "matrix.md").write_text(
+        "<!-- generated by tools/matrix.py from docs/src/generated/matrix.json -->\n" + text,
+        encoding="utf-8",
+    )
     block = re.compile(r"(<!-- matrix:begin -->\n).*?(<!-- matrix:end -->)", re.S)
-    readme.write_text(block.sub(lambda m: m.group(1) + text + m.group(2), readme.read_text()))
+    readme = README.read_text(encoding="utf-8")
+    README.write_text(block.sub(lambda m: m.group(1) + text + m.group(2), readme), "utf-8")
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,8 @@ cd "$root"
 tools="$root/target/tools"
 mdbook="$tools/bin/mdbook"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' reset=$'\033[0m'; else bold='' reset=''; fi
+say() { printf '%s==> %s%s\n' "$bold" "$*" "$reset" >&2; }
 
 installed_version() {
     [ -x "$mdbook" ] || return 0

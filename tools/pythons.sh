@@ -3,6 +3,9 @@
 #
 # Usage: tools/pythons.sh [--versions "3.7 3.8 ... 3.15"] [--require]
 #
+# --versions: only these (space- or comma-separated; default: all of 3.7 to 3.15);
+# `tools/dev test -e ...` asks for the interpreters of the selected environments only.
+#
 # Prints, as its last line on stdout, a directory (the "bin dir") holding one
 # executable python3.X per version found; prepend it to PATH so tox (virtualenv
 # discovery by the python3.X name) finds them:
@@ -475,6 +478,21 @@ if [ ${#missing[@]} -gt 0 ]; then
         tried="$tried, and a Debian sid prefix for $DEBIAN_VERSIONS${debian_reason:+: $debian_reason}"
     fi
     log "tried: $tried"
+    log "to get them, either:"
+    for v in "${missing[@]}"; do
+        log "    pyenv install $v      (pyenv: https://github.com/pyenv/pyenv#installation)"
+    done
+    for v in "${missing[@]}"; do
+        log "    uv python install $v  (uv: https://docs.astral.sh/uv/getting-started/installation/)"
+    done
+    case " ${missing[*]} " in
+        *" 3.14 "*|*" 3.15 "*)
+            log "or, for 3.14 and 3.15 on a Debian-family machine, let this script fetch them"
+            log "from Debian's archive (it needs apt-get, dpkg-deb, the debian-archive-keyring,"
+            log "and patchelf, which it installs when run as root)"
+            ;;
+    esac
+    log "then run this again."
     [ "$require" = 0 ] || status=1
 fi
 printf '%s\n' "$BIN"

@@ -23,20 +23,31 @@ import sys
 import tempfile
 from pathlib import Path
 
+from eras import MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 SUPPRESSIONS = ROOT / "tools" / "valgrind-glibc.supp"
 INVALID = re.compile(r"^==\d+== (Invalid (?:read|write) of size \d+)$", re.M)
 RECORD = re.compile(r"^==\d+== \S.*\n(?:==\d+==  .*\n)+", re.M)
-OURS = re.compile(r"pyo3|pyo3_0_12_pyproto|pyo3_modern_pymethods")
+# PyO3 itself, or either crate (the crates' names contain "pyo3" too: listed for clarity).
+OURS = re.compile("|".join(["pyo3", *MODULES]))
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "valgrind.log"
         command = [
-            "valgrind", "--tool=memcheck", f"--suppressions={SUPPRESSIONS}",
-            "--leak-check=full", "--show-leak-kinds=definite", "--num-callers=40",
-            f"--log-file={log}", sys.executable, "-m", "pytest", *sys.argv[1:],
+            "valgrind",
+            "--tool=memcheck",
+            f"--suppressions={SUPPRESSIONS}",
+            "--leak-check=full",
+            "--show-leak-kinds=definite",
+            "--num-callers=40",
+            f"--log-file={log}",
+            sys.executable,
+            "-m",
+            "pytest",
+            *sys.argv[1:],
         ]
         env = {**os.environ, "PYTHONMALLOC": "malloc"}
         status = subprocess.call(command, env=env)
@@ -45,15 +56,18 @@ def main() -> int:
     invalid = [r for r in records if INVALID.search(r)]
     ours = [r for r in invalid if OURS.search(r)]
     leaks = [
-        r for r in records
+        r
+        for r in records
         if "definitely lost" in r.splitlines()[0] and OURS.search(r) and "PyInit_" not in r
     ]
     for record in ours + leaks:
         print(record, file=sys.stderr)
     summary = re.findall(r"ERROR SUMMARY: .*", text)
-    print(f"valgrind: {len(ours)} invalid read/write(s) and {len(leaks)} definite leak(s) "
-          f"attributable to PyO3 or the crates; {len(invalid) - len(ours)} invalid read(s) "
-          f"inside CPython/glibc alone; {summary[-1] if summary else 'no summary'}")
+    print(
+        f"valgrind: {len(ours)} invalid read/write(s) and {len(leaks)} definite leak(s) "
+        f"attributable to PyO3 or the crates; {len(invalid) - len(ours)} invalid read(s) "
+        f"inside CPython/glibc alone; {summary[-1] if summary else 'no summary'}"
+    )
     record_verdict(ours + leaks)
     if status != 0:
         return status

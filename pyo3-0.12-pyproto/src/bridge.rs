@@ -13,6 +13,16 @@
 //! Cancelling the awaiting Task throws `CancelledError` in, which drops the Rust future
 //! at once, on the loop thread: `live_futures()` counts the futures still alive.
 //!
+//! An output nobody collects is handed back. A future may finish (its output waits in
+//! the slot) and its Task be cancelled, closed or collected before it resumes to take
+//! the output. For a sleep that loses nothing; for the next item of a stream or a
+//! semaphore's permit it would lose the item or leak the permit. So a future made by
+//! [`RustFuture::new_with_unclaimed`] keeps its output as a Rust value until the Task
+//! collects it, and a `give_back` function receives it if it is dropped instead
+//! (`throw`, `close`, an error, `__clear__`, or the object's own drop). Give-back needs
+//! no Python: the value is converted only when collected (so, with PyO3 0.12, no
+//! `PyObject` is ever dropped where its GIL count could be zero).
+//!
 //! PyO3 0.12 predates `async` support of any kind; nothing here needs it: a `Waker`,
 //! `#[pyproto]` for the awaitable protocol and `#[call]` for the loop's callback.
 
@@ -27,23 +37,78 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use pyo3::class::iter::{IterNextOutput, PyIterNextOutput};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::once_cell::GILOnceCell;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use pyo3::{ffi, wrap_pyfunction, AsPyPointer, PyAsyncProtocol, PyIterProtocol, PyNativeType};
+use pyo3::{wrap_pyfunction, AsPyPointer, PyAsyncProtocol, PyIterProtocol, PyNativeType};
 use pyo3::{PyGCProtocol, PyObjectProtocol, PyRefMut, PyTraverseError, PyVisit};
 
-use crate::compat;
-use crate::coroutine::{
-    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
-    thrown_exception, State,
+use crate::ffi;
+use crate::protocol::{
+    already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
+    reuse_error, thrown_exception, IntoMethodResult, State, Step,
 };
 
-/// A Rust future producing a Python object, boxed so that one class can hold any of them.
-type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<PyObject>> + Send>>;
+/// A Rust future producing an [`Output`], boxed so that one class can hold any of them.
+type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
+
+// ANCHOR: give_back
+/// What a finished future leaves in its slot for the awaiting Task to collect.
+enum Output {
+    /// Converted already, on the loop thread ([`RustFuture::new`]).
+    Object(PyObject),
+    /// Still a Rust value: converted when collected, handed back if it is dropped
+    /// instead ([`RustFuture::new_with_unclaimed`]).
+    Unclaimed(Box<dyn Unclaimed>),
+}
+
+impl Output {
+    /// The Task collects the output: as a Python object.
+    fn claim(self, py: Python) -> PyResult<PyObject> {
+        match self {
+            Output::Object(value) => Ok(value),
+            Output::Unclaimed(unclaimed) => unclaimed.claim(py),
+        }
+    }
+}
+
+/// A Rust value that gives itself back when dropped without being claimed.
+trait Unclaimed: Send {
+    /// The value as a Python object; after this, dropping gives nothing back.
+    fn claim(self: Box<Self>, py: Python) -> PyResult<PyObject>;
+}
+
+/// A value and the function that takes it back if nobody claims it (both `Some` until
+/// claimed or given back).
+struct GiveBack<T, G: FnOnce(T)> {
+    value: Option<T>,
+    give_back: Option<G>,
+}
+
+impl<T, G> Unclaimed for GiveBack<T, G>
+where
+    T: IntoPy<PyObject> + Send,
+    G: FnOnce(T) + Send,
+{
+    fn claim(mut self: Box<Self>, py: Python) -> PyResult<PyObject> {
+        match self.value.take() {
+            Some(value) => Ok(value.into_py(py)),
+            None => Ok(py.None()), // unreachable: a value is claimed once
+        }
+    }
+}
+
+impl<T, G: FnOnce(T)> Drop for GiveBack<T, G> {
+    /// Dropped unclaimed: the value goes back (a panic there is contained: a drop may run
+    /// inside a type slot, where no panic may unwind).
+    fn drop(&mut self) {
+        if let (Some(value), Some(give_back)) = (self.value.take(), self.give_back.take()) {
+            let _ = catch_unwind(AssertUnwindSafe(|| give_back(value)));
+        }
+    }
+}
+// ANCHOR_END: give_back
 
 // ANCHOR: runtime
 /// The process's one tokio runtime, started on first use, with two worker threads.
@@ -93,7 +158,7 @@ enum Slot {
         waker: Option<Waker>,
         waiter: Option<PyObject>,
     },
-    Ready(PyResult<PyObject>),
+    Ready(PyResult<Output>),
     Gone,
 }
 
@@ -110,21 +175,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A Rust panic, caught at the border, as the Python exception PyO3 uses for panics.
-pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a Rust future panicked".to_owned());
-    PanicException::new_err(message)
-}
-
 impl Task {
     // ANCHOR: advance
     /// Polls the future once if it is pending and has a waker. Returns the waiter to
     /// complete if it finished. Whatever is dropped is dropped after the lock is released.
-    fn advance(&self) -> Option<PyObject> {
+    /// A panic of the future is caught here and becomes its output
+    /// (`protocol::panic_error`).
+    fn poll_once(&self) -> Option<PyObject> {
         let mut slot = lock(&self.slot);
         let (future, waker) = match &mut *slot {
             Slot::Pending {
@@ -241,7 +298,7 @@ impl LoopWaker {
         let woken = std::mem::take(&mut *lock(&self.queue));
         for task_waker in woken.iter().filter_map(Weak::upgrade) {
             task_waker.queued.store(false, Ordering::Release);
-            if let Some(waiter) = task_waker.task.upgrade().and_then(|task| task.advance()) {
+            if let Some(waiter) = task_waker.task.upgrade().and_then(|task| task.poll_once()) {
                 release(py, waiter);
             }
         }
@@ -326,10 +383,9 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
         loop_waker: waker.clone(),
     };
     event_loop.call_method1("add_reader", (waker.receiver.as_raw_fd(), reader))?;
-    let replaced =
-        CURRENT.with_borrow_mut(|current| {
-            current.replace((HeldLoop(Some(event_loop.into())), waker.clone()))
-        });
+    let replaced = CURRENT.with_borrow_mut(|current| {
+        current.replace((HeldLoop(Some(event_loop.into())), waker.clone()))
+    });
     drop(replaced); // the previous loop: parked outside the `RefCell` borrow...
     release_orphaned_loops(event_loop.py()); // ...and released now, under the GIL
     Ok(waker)
@@ -380,12 +436,37 @@ impl RustFuture {
         F: Future<Output = PyResult<T>> + Send + 'static,
         T: IntoPy<PyObject> + Send + 'static,
     {
-        let boxed: BoxedFuture = Box::pin(async move {
+        RustFuture::from_boxed(Box::pin(async move {
             let value = future.await?;
             // Polled on the loop thread, which holds the GIL already: this is cheap.
             let gil = Python::acquire_gil();
-            Ok(value.into_py(gil.python()))
-        });
+            Ok(Output::Object(value.into_py(gil.python())))
+        }))
+    }
+    // ANCHOR_END: new
+
+    // ANCHOR: new_with_unclaimed
+    /// Wraps a Rust future whose output must not be lost: if the output is ready but the
+    /// awaiting Task never collects it (cancelled, closed or collected first),
+    /// `give_back(output)` runs instead, with or without the GIL.
+    pub fn new_with_unclaimed<F, T, G>(future: F, give_back: G) -> Self
+    where
+        F: Future<Output = PyResult<T>> + Send + 'static,
+        T: IntoPy<PyObject> + Send + 'static,
+        G: FnOnce(T) + Send + 'static,
+    {
+        RustFuture::from_boxed(Box::pin(async move {
+            let value = future.await?;
+            let unclaimed = GiveBack {
+                value: Some(value),
+                give_back: Some(give_back),
+            };
+            Ok(Output::Unclaimed(Box::new(unclaimed)))
+        }))
+    }
+    // ANCHOR_END: new_with_unclaimed
+
+    fn from_boxed(boxed: BoxedFuture) -> Self {
         let slot = Slot::Pending {
             future: Counted::new(boxed),
             waker: None,
@@ -398,12 +479,11 @@ impl RustFuture {
             }),
         }
     }
-    // ANCHOR_END: new
 
     // ANCHOR: settle
     /// Ends the coroutine with the future's output, or suspends on a waiter. The slot's
     /// lock is not held while Python code runs.
-    fn settle(&mut self, py: Python, event_loop: Option<&PyAny>) -> PyResult<PyIterNextOutput> {
+    fn settle(&mut self, py: Python, event_loop: Option<&PyAny>) -> PyResult<Step> {
         let taken = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
         let (future, waker, waiter) = match taken {
             Slot::Pending {
@@ -413,7 +493,7 @@ impl RustFuture {
             } => (future, waker, waiter),
             Slot::Ready(output) => {
                 self.state = State::Finished;
-                return output.map(IterNextOutput::Return);
+                return output.and_then(|output| output.claim(py)).map(Step::Return);
             }
             Slot::Gone => {
                 self.state = State::Finished;
@@ -439,12 +519,12 @@ impl RustFuture {
             waiter: Some(waiter.clone_ref(py)),
         };
         self.state = State::Suspended;
-        Ok(IterNextOutput::Yield(waiter))
+        Ok(Step::Yield(waiter))
     }
     // ANCHOR_END: settle
 
     /// First step: find the loop, give the future its waker, poll it.
-    fn start(&mut self, py: Python) -> PyResult<PyIterNextOutput> {
+    fn start(&mut self, py: Python) -> PyResult<Step> {
         let event_loop = running_loop(py)?;
         let task_waker = Arc::new(TaskWaker {
             task: Arc::downgrade(&self.task),
@@ -454,18 +534,18 @@ impl RustFuture {
         if let Slot::Pending { waker, .. } = &mut *lock(&self.task.slot) {
             *waker = Some(Waker::from(task_waker));
         }
-        self.task.advance();
+        self.task.poll_once();
         self.settle(py, Some(event_loop))
     }
 
-    fn step(&mut self, py: Python, sent: &PyAny) -> PyResult<PyIterNextOutput> {
+    fn step(&mut self, py: Python, sent: &PyAny) -> PyResult<Step> {
         let result = match self.state {
             State::Finished => return Err(reuse_error()),
             State::Running => return Err(already_executing()),
             State::Created if !sent.is_none() => return Err(just_started_error()),
             State::Created => self.start(py),
             State::Suspended => {
-                self.task.advance(); // a resume without a wake-up costs one poll
+                self.task.poll_once(); // a resume without a wake-up costs one poll
                 self.settle(py, None)
             }
         };
@@ -488,36 +568,46 @@ fn begin(slf: &PyCell<RustFuture>) -> PyResult<PyRefMut<'_, RustFuture>> {
 }
 
 // ANCHOR: pymethods
-#[pymethods]
-impl RustFuture {
-    #[text_signature = "($self, value, /)"]
-    fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
-        let py = slf.py();
-        begin(slf)?.step(py, value).and_then(|output| compat::returned(py, output))
-    }
+/// PyO3 0.12's `#[pymethods]` turns a `slf: &PyCell<Self>` receiver into an unsafe call
+/// (`Python::from_borrowed_ptr`) outside any `unsafe` block, under the receiver's span,
+/// in wrapper functions it generates next to the impl; `unsafe_op_in_unsafe_fn` (denied
+/// for the workspace) would flag that code of PyO3's. This module holds the impl and
+/// nothing else, so the allowance covers nothing of ours.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod methods {
+    use super::*;
 
-    /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
-    #[args(args = "*")]
-    #[text_signature = "($self, typ, val=None, tb=None, /)"]
-    fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyObject> {
-        let py = slf.py();
-        check_throw_arguments(args)?;
-        let thrown = thrown_exception(args)?;
-        let mut this = begin(slf)?;
-        let started = match this.state {
-            State::Finished => return Err(reuse_error()),
-            State::Running => return Err(already_executing()),
-            State::Created => false,
-            State::Suspended => true,
-        };
-        this.end(py);
-        Err(escaping(py, thrown, started))
-    }
+    #[pymethods]
+    impl RustFuture {
+        #[text_signature = "($self, value, /)"]
+        fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<Step> {
+            let py = slf.py();
+            begin(slf)?.step(py, value)?.into_method_result(py)
+        }
 
-    #[text_signature = "($self)"]
-    fn close(slf: &PyCell<Self>) -> PyResult<()> {
-        begin(slf)?.end(slf.py());
-        Ok(())
+        /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
+        #[args(args = "*")]
+        #[text_signature = "($self, typ, val=None, tb=None, /)"]
+        fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyObject> {
+            let py = slf.py();
+            check_throw_arguments(args)?;
+            let thrown = thrown_exception(args)?;
+            let mut this = begin(slf)?;
+            let started = match this.state {
+                State::Finished => return Err(reuse_error()),
+                State::Running => return Err(already_executing()),
+                State::Created => false,
+                State::Suspended => true,
+            };
+            this.end(py);
+            Err(escaping(py, thrown, started))
+        }
+
+        #[text_signature = "($self)"]
+        fn close(slf: &PyCell<Self>) -> PyResult<()> {
+            begin(slf)?.end(slf.py());
+            Ok(())
+        }
     }
 }
 
@@ -534,10 +624,11 @@ impl PyIterProtocol for RustFuture {
         slf
     }
 
-    fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
+    fn __next__(slf: &PyCell<Self>) -> PyResult<Step> {
         let py = slf.py();
-        let step = begin(slf)?.step(py, py.None().as_ref(py));
-        step.and_then(|output| compat::returned(py, output))
+        begin(slf)?
+            .step(py, py.None().as_ref(py))?
+            .into_method_result(py)
     }
 }
 
@@ -551,7 +642,7 @@ impl PyObjectProtocol for RustFuture {
 #[pyproto]
 impl PyGCProtocol for RustFuture {
     fn __traverse__(&self, visit: PyVisit) -> Result<(), PyTraverseError> {
-        // `try_lock`: a collection may start inside `advance` (a poll that allocates),
+        // `try_lock`: a collection may start inside `poll_once` (a poll that allocates),
         // which holds the lock. Skipping the visit then only keeps the objects alive.
         let slot = match self.task.slot.try_lock() {
             Ok(slot) => slot,
@@ -563,7 +654,7 @@ impl PyGCProtocol for RustFuture {
                 waiter: Some(waiter),
                 ..
             } => visit.call(waiter),
-            Slot::Ready(Ok(value)) => visit.call(value),
+            Slot::Ready(Ok(Output::Object(value))) => visit.call(value),
             _ => Ok(()),
         }
     }

@@ -7,10 +7,13 @@
 //! `RustAwait` is a coroutine object whose one body is that `yield from`, so awaiting
 //! `delegate(x)` behaves as awaiting `x`, cancellation included (a Task cancels by
 //! throwing `CancelledError` in, which is forwarded like any other exception).
+//!
+//! Finding and stepping the inner iterator (`protocol::await_iter`,
+//! `protocol::step_iter`) is shared with `drive`; the hand-filled slots of `slots` step
+//! `RustAwait` through `Stepped`.
 
 use std::ffi::CStr;
 
-use pyo3::class::iter::{IterNextOutput, PyIterNextOutput};
 use pyo3::exceptions::{PyAttributeError, PyGeneratorExit, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
@@ -20,12 +23,11 @@ use pyo3::{
 };
 
 use crate::compat;
-use crate::slots::Stepped;
-use crate::coroutine::{
-    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
-    thrown_exception, State,
+use crate::protocol::{
+    already_executing, await_iter, check_throw_arguments, escaping, just_started_error,
+    reuse_error, step_iter, thrown_exception, IntoMethodResult, State, Step,
 };
-use crate::driver::{await_iter, step, Step};
+use crate::slots::Stepped;
 
 // ANCHOR: class
 /// A coroutine whose body is `return (yield from inner)`.
@@ -81,35 +83,16 @@ fn guarded<T>(py: Python, call: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 }
 // ANCHOR_END: guarded
 
-/// How one step ended, seen from the outer coroutine.
-enum Outcome {
-    Yield(PyObject),
-    Return(PyObject),
-    Raise(PyErr),
-}
-
-impl Outcome {
-    /// The outcome of a call into the inner iterator (`send`/`throw`): a value is
-    /// yielded, and a `StopIteration` means the inner iterator returned.
-    fn of_call(py: Python, result: PyResult<&PyAny>) -> Outcome {
-        match result {
-            Ok(value) => Outcome::Yield(value.into()),
-            Err(err) if err.is_instance::<PyStopIteration>(py) => {
-                match compat::stop_iteration_value(py, err) {
-                    Ok(value) => Outcome::Return(value),
-                    Err(err) => Outcome::Raise(err),
-                }
-            }
-            Err(err) => Outcome::Raise(err),
+/// How a call into the inner iterator (`send`/`throw`) ended, seen from the outer
+/// coroutine: a value is yielded, and a `StopIteration` means the inner iterator
+/// returned.
+fn called(py: Python, result: PyResult<&PyAny>) -> PyResult<Step> {
+    match result {
+        Ok(value) => Ok(Step::Yield(value.into())),
+        Err(err) if err.is_instance::<PyStopIteration>(py) => {
+            Ok(Step::Return(compat::stop_iteration_value(py, err)?))
         }
-    }
-
-    fn of_step(result: PyResult<Step>) -> Outcome {
-        match result {
-            Ok(Step::Yielded(item)) => Outcome::Yield(item),
-            Ok(Step::Returned(value)) => Outcome::Return(value),
-            Err(err) => Outcome::Raise(err),
-        }
+        Err(err) => Err(err),
     }
 }
 
@@ -136,26 +119,22 @@ impl RustAwait {
     }
 
     /// Leaves a step the way it ended.
-    fn end(slf: &PyCell<Self>, outcome: Outcome) -> PyResult<PyIterNextOutput> {
+    fn end(slf: &PyCell<Self>, outcome: PyResult<Step>) -> PyResult<Step> {
         let mut this = slf.borrow_mut();
-        if let Outcome::Yield(value) = outcome {
+        if let Ok(Step::Yield(value)) = outcome {
             this.state = State::Suspended;
-            return Ok(IterNextOutput::Yield(value));
+            return Ok(Step::Yield(value));
         }
         this.state = State::Finished;
         let inner = this.inner.take();
         drop(this);
         drop(inner); // may run arbitrary `__del__`: after the borrow is released
-        match outcome {
-            Outcome::Return(value) => Ok(IterNextOutput::Return(value)),
-            Outcome::Raise(err) => Err(err),
-            Outcome::Yield(_) => unreachable!("handled above"),
-        }
+        outcome
     }
 
     /// Raises the thrown exception in the outer coroutine itself (where `yield from`
     /// raises it when the inner iterator cannot take it).
-    fn raise_here(slf: &PyCell<Self>, before: State, args: &PyTuple) -> PyResult<PyIterNextOutput> {
+    fn raise_here(slf: &PyCell<Self>, before: State, args: &PyTuple) -> PyResult<Step> {
         let py = slf.py();
         let err = match thrown_exception(args) {
             Ok(err) => err,
@@ -169,17 +148,17 @@ impl RustAwait {
             && compat::thrown_stop_iteration_returns_from_await()
             && err.is_instance::<PyStopIteration>(py)
         {
-            return Self::end(slf, Outcome::of_call(py, Err(err)));
+            return Self::end(slf, called(py, Err(err)));
         }
-        Self::end(slf, Outcome::Raise(escaping(py, err, suspended)))
+        Self::end(slf, Err(escaping(py, err, suspended)))
     }
 }
 
-// ANCHOR: send_step
+// ANCHOR: step
 /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`. The
 /// `send`/`__next__` methods and the hand-filled slots (`crate::slots`) all step here.
 impl Stepped for RustAwait {
-    fn send_step(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
+    fn step(slf: &PyCell<Self>, value: &PyAny) -> PyResult<Step> {
         let py = slf.py();
         if !value.is_none() && Self::state(slf) == State::Created {
             return Err(just_started_error());
@@ -188,21 +167,21 @@ impl Stepped for RustAwait {
         let inner = inner.expect("an unfinished RustAwait has its inner iterator");
         let inner = inner.as_ref(py);
         let outcome = guarded(py, || {
-            Ok(if value.is_none() {
-                Outcome::of_step(step(inner))
+            if value.is_none() {
+                step_iter(inner)
             } else {
-                Outcome::of_call(py, inner.call_method1("send", (value,)))
-            })
+                called(py, inner.call_method1("send", (value,)))
+            }
         });
-        Self::end(slf, outcome.unwrap_or_else(Outcome::Raise))
+        Self::end(slf, outcome)
     }
 }
-// ANCHOR_END: send_step
+// ANCHOR_END: step
 
 impl RustAwait {
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
     /// here; anything else goes to `inner.throw` where there is one, else is raised here.
-    fn throw_step(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyIterNextOutput> {
+    fn throw_step(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<Step> {
         let py = slf.py();
         check_throw_arguments(args)?;
         let (before, inner) = Self::begin(slf)?;
@@ -219,16 +198,16 @@ impl RustAwait {
         if is_generator_exit {
             return match guarded(py, || close_inner(inner)) {
                 Ok(()) => Self::raise_here(slf, before, args),
-                Err(close_error) => Self::end(slf, Outcome::Raise(close_error)),
+                Err(close_error) => Self::end(slf, Err(close_error)),
             };
         }
         let method = match getattr_opt(inner, "throw") {
             Ok(Some(method)) => method,
             Ok(None) => return Self::raise_here(slf, before, args),
-            Err(err) => return Self::end(slf, Outcome::Raise(err)),
+            Err(err) => return Self::end(slf, Err(err)),
         };
         let result = guarded(py, || method.call1(args));
-        Self::end(slf, Outcome::of_call(py, result))
+        Self::end(slf, called(py, result))
     }
 }
 
@@ -250,46 +229,56 @@ fn close_inner(inner: &PyAny) -> PyResult<()> {
 }
 
 // ANCHOR: pymethods
-#[pymethods]
-impl RustAwait {
-    /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
-    #[text_signature = "($self, value, /)"]
-    fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<PyIterNextOutput> {
-        let py = slf.py();
-        Self::send_step(slf, value).and_then(|output| compat::returned(py, output))
-    }
+/// PyO3 0.12's `#[pymethods]` turns a `slf: &PyCell<Self>` receiver into an unsafe call
+/// (`Python::from_borrowed_ptr`) outside any `unsafe` block, under the receiver's span,
+/// in wrapper functions it generates next to the impl; `unsafe_op_in_unsafe_fn` (denied
+/// for the workspace) would flag that code of PyO3's. This module holds the impl and
+/// nothing else, so the allowance covers nothing of ours.
+#[allow(unsafe_op_in_unsafe_fn)]
+mod methods {
+    use super::*;
 
-    /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
-    /// here; anything else goes to `inner.throw` where there is one, else is raised here.
-    #[args(args = "*")]
-    #[text_signature = "($self, typ, val=None, tb=None, /)"]
-    fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<PyIterNextOutput> {
-        let py = slf.py();
-        Self::throw_step(slf, args).and_then(|output| compat::returned(py, output))
-    }
-
-    /// `yield from`'s close: close the inner iterator, then finish quietly.
-    #[text_signature = "($self)"]
-    fn close(slf: &PyCell<Self>) -> PyResult<()> {
-        let py = slf.py();
-        if Self::state(slf) == State::Finished {
-            return Ok(());
+    #[pymethods]
+    impl RustAwait {
+        /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
+        #[text_signature = "($self, value, /)"]
+        fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<Step> {
+            let py = slf.py();
+            <Self as Stepped>::step(slf, value)?.into_method_result(py)
         }
-        let (before, inner) = Self::begin(slf)?;
-        let closed = match (before, inner) {
-            (State::Suspended, Some(inner)) => guarded(py, || close_inner(inner.as_ref(py))),
-            _ => Ok(()),
-        };
-        // Finishing drops the inner iterator; the GeneratorExit itself is swallowed.
-        let _ = Self::end(slf, Outcome::Raise(PyGeneratorExit::new_err(())));
-        match closed {
-            Err(err)
-                if !err.is_instance::<PyGeneratorExit>(py)
-                    && !err.is_instance::<PyStopIteration>(py) =>
-            {
-                Err(err)
+
+        /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
+        /// here; anything else goes to `inner.throw` where there is one, else is raised here.
+        #[args(args = "*")]
+        #[text_signature = "($self, typ, val=None, tb=None, /)"]
+        fn throw(slf: &PyCell<Self>, args: &PyTuple) -> PyResult<Step> {
+            let py = slf.py();
+            Self::throw_step(slf, args)?.into_method_result(py)
+        }
+
+        /// `yield from`'s close: close the inner iterator, then finish quietly.
+        #[text_signature = "($self)"]
+        fn close(slf: &PyCell<Self>) -> PyResult<()> {
+            let py = slf.py();
+            if Self::state(slf) == State::Finished {
+                return Ok(());
             }
-            _ => Ok(()),
+            let (before, inner) = Self::begin(slf)?;
+            let closed = match (before, inner) {
+                (State::Suspended, Some(inner)) => guarded(py, || close_inner(inner.as_ref(py))),
+                _ => Ok(()),
+            };
+            // Finishing drops the inner iterator; the GeneratorExit itself is swallowed.
+            let _ = Self::end(slf, Err(PyGeneratorExit::new_err(())));
+            match closed {
+                Err(err)
+                    if !err.is_instance::<PyGeneratorExit>(py)
+                        && !err.is_instance::<PyStopIteration>(py) =>
+                {
+                    Err(err)
+                }
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -307,10 +296,9 @@ impl PyIterProtocol for RustAwait {
         slf
     }
 
-    fn __next__(slf: &PyCell<Self>) -> PyResult<PyIterNextOutput> {
+    fn __next__(slf: &PyCell<Self>) -> PyResult<Step> {
         let py = slf.py();
-        let step = Self::send_step(slf, py.None().as_ref(py));
-        step.and_then(|output| compat::returned(py, output))
+        <Self as Stepped>::step(slf, py.None().as_ref(py))?.into_method_result(py)
     }
 }
 

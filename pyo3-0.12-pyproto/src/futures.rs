@@ -1,6 +1,7 @@
 //! Rust futures to await from asyncio: `sleep` on tokio's timer, and `count_primes` on
 //! a worker thread with the GIL released, stopped early when cancelled.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::wrap_pyfunction;
 
 use crate::bridge::{runtime, RustFuture};
+use crate::sieve::{for_each_prime_below, MAX_BELOW};
 
 // ANCHOR: sleep
 /// A Rust future that completes with `value` after `seconds`.
@@ -42,51 +44,15 @@ pub fn panicking_future(message: String) -> RustFuture {
     })
 }
 
-/// The largest `n` `count_primes` accepts: its sieve keeps the primes up to √n.
-const MAX_PRIMES_BELOW: u64 = 1 << 40;
-
-/// Counts the primes below `n` with a segmented sieve, checking `cancelled` between
-/// segments (each takes well under a millisecond). `None` if cancelled.
-pub(crate) fn primes_below(n: u64, cancelled: &AtomicBool) -> Option<u64> {
-    if n < 3 {
-        return Some(0);
-    }
-    let root = (n as f64).sqrt() as u64 + 1;
-    let mut composite = vec![false; root as usize + 1];
-    let mut base = Vec::new();
-    for i in 2..=root {
-        if !composite[i as usize] {
-            base.push(i);
-            let mut j = i * i;
-            while j <= root {
-                composite[j as usize] = true;
-                j += i;
-            }
-        }
-    }
-    const SEGMENT: u64 = 1 << 15;
-    let mut sieve = vec![false; SEGMENT as usize];
+/// Counts the primes below `n` (the sieve of `sieve.rs`), checking `cancelled` between
+/// segments. `None` if cancelled.
+fn primes_below(n: u64, cancelled: &AtomicBool) -> Option<u64> {
     let mut count = 0;
-    let mut low = 0;
-    while low < n {
-        if cancelled.load(Ordering::Relaxed) {
-            return None;
-        }
-        let high = (low + SEGMENT).min(n);
-        sieve.iter_mut().for_each(|c| *c = false);
-        for &p in base.iter().take_while(|&&p| p * p < high) {
-            let mut multiple = (low.div_ceil(p) * p).max(p * p);
-            while multiple < high {
-                sieve[(multiple - low) as usize] = true;
-                multiple += p;
-            }
-        }
-        count += (low.max(2)..high)
-            .filter(|&i| !sieve[(i - low) as usize])
-            .count() as u64;
-        low = high;
-    }
-    Some(count)
+    let counted = for_each_prime_below(n, cancelled, |_| {
+        count += 1;
+        ControlFlow::Continue(())
+    });
+    counted.is_continue().then_some(count)
 }
 
 /// Sets the flag when dropped: the count's worker thread stops at its next check.
@@ -105,7 +71,7 @@ impl Drop for CancelOnDrop {
 pub fn count_primes(n: i64) -> PyResult<RustFuture> {
     let n = u64::try_from(n)
         .ok()
-        .filter(|&n| n <= MAX_PRIMES_BELOW)
+        .filter(|&n| n <= MAX_BELOW)
         .ok_or_else(|| {
             PyValueError::new_err(format!("count_primes() needs 0 <= n <= 2**40, got {}", n))
         })?;

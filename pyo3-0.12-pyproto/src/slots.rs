@@ -3,10 +3,10 @@
 //! `#[pyproto]` fills `am_await` from `__await__` and `tp_iternext` from `__next__` with
 //! PyO3 0.12's slot wrappers, and PyO3 0.12 knows nothing of CPython 3.10's `am_send`.
 //! The wrappers are correct but general: each step goes through PyO3's error state, and
-//! a returned value (`IterNextOutput::Return`) is built as `StopIteration((value,))` from
-//! a boxed lazy error. Here each class that is stepped on every `await`
-//! ([`RustCoroutine`](crate::coroutine::RustCoroutine) and
-//! [`RustAwait`](crate::delegate::RustAwait)) gets three small C functions instead:
+//! a returned value (`Step::Return`) is built as `StopIteration((value,))` from a boxed
+//! lazy error. Here each class that is stepped on every `await` (any [`Stepped`] class:
+//! `lib.rs` installs them on `RustCoroutine` and `RustAwait`) gets three small C
+//! functions instead:
 //!
 //! * `am_await`: returns the object itself, as `__await__` does;
 //! * `tp_iternext`: one step; a returned value leaves as CPython's own generators return
@@ -15,7 +15,14 @@
 //! * `am_send` (3.10+): one step that returns its value through `*result` with
 //!   `PYGEN_RETURN`, with no exception at all (asyncio's Task, and `await` on 3.10, 3.11
 //!   and 3.15).
-//!   It lives in the 4-field table of `compat`'s fix (a).
+//!   It lives in the 4-field table (`ffi::AsyncMethodsWithSend`) that the repair of
+//!   PyO3 0.12's type objects (fix (a)) gives the class.
+//!
+//! No panic unwinds out of these `extern "C"` functions: the body of `tp_iternext` and
+//! `am_send` runs whole inside `catch_unwind` (`am_await`'s one increment cannot panic),
+//! and a panic leaves as `PanicException` (`protocol::panic_error`) with the slot's error
+//! return. `_panic_next_step(message)` ([`panic_next_step`]) makes the
+//! next step through one of them panic, for the tests of exactly that.
 //!
 //! The `#[pyproto]` and `#[pymethods]` stay as they are: they are what
 //! `type(coro).__next__` and `coro.send(v)` call (a type's method wrappers keep the
@@ -23,61 +30,123 @@
 //! `_FAST_SLOTS` in the module lists the installed functions by address, and a test
 //! compares them with the type object's slots, so a silent fallback fails the suite.
 
-use std::os::raw::c_int;
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::class::iter::{IterNextOutput, PyIterNextOutput};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use pyo3::{ffi, AsPyPointer, PyClass};
+use pyo3::{AsPyPointer, PyClass};
 
 use crate::compat;
+use crate::ffi;
+use crate::protocol::{panic_error, Step};
 
 // ANCHOR: stepped
 /// A class whose instances are stepped through the slots of this module.
 pub(crate) trait Stepped: PyClass {
-    /// One step: what `send(sent)` does (`IterNextOutput::Yield` when it suspends,
-    /// `IterNextOutput::Return` when it finishes).
-    fn send_step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<PyIterNextOutput>;
+    /// One step: what `send(sent)` does (`Step::Yield` when it suspends, `Step::Return`
+    /// when it finishes).
+    fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step>;
 }
 // ANCHOR_END: stepped
 
-/// Runs one step of the `T` at `slf`, catching a panic.
+/// Runs `body`, the whole body of a slot function, with a `GILPool` for the references
+/// it registers (PyO3 0.12 keeps owned references in it, as its own slot wrappers do).
+/// A panic anywhere in it, the pool included, is caught and set as the Python error
+/// (`PanicException`), and `failed` is returned instead.
 ///
 /// # Safety
-/// The GIL is held, with a `GILPool` for the references the step registers; `slf` is a
-/// live instance of `T` (the slots are installed on `T`'s type only, and `T` cannot be
-/// subclassed); `sent` is a live object or NULL (None).
+/// The GIL is held (CPython calls slots with it).
+unsafe fn slot_body<R: Copy>(failed: R, body: impl FnOnce(Python) -> R) -> R {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the GIL is held, as the caller guarantees; the pool is dropped before
+        // the slot returns, in the order it was made.
+        let pool = unsafe { pyo3::GILPool::new() };
+        let py = pool.python();
+        match catch_unwind(AssertUnwindSafe(|| body(py))) {
+            Ok(result) => result,
+            Err(payload) => {
+                restore_panic(py, payload); // under the pool, as the step was
+                failed
+            }
+        }
+    }));
+    outcome.unwrap_or_else(|payload| {
+        // SAFETY: the GIL is held, as the caller guarantees.
+        let py = unsafe { Python::assume_gil_acquired() };
+        restore_panic(py, payload);
+        failed
+    })
+}
+
+/// Sets the `PanicException` of a caught panic as the Python error. Making it runs PyO3
+/// code too; should that panic as well, a `SystemError` is set instead, by hand.
+fn restore_panic(py: Python, payload: Box<dyn std::any::Any + Send>) {
+    let restored = catch_unwind(AssertUnwindSafe(|| panic_error(payload).restore(py)));
+    if restored.is_err() {
+        const MESSAGE: &[u8] = b"a Rust panic in a slot, and another while raising it\0";
+        // SAFETY: the GIL is held (we have `py`); both arguments are live for the call:
+        // a static exception class and a NUL-terminated string.
+        unsafe { ffi::PyErr_SetString(ffi::PyExc_SystemError, MESSAGE.as_ptr().cast()) };
+    }
+}
+
+// ANCHOR: panic_hook
+thread_local! {
+    /// The message `_panic_next_step` armed on this thread, if any.
+    static PANIC_NEXT_STEP: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// How many threads have a message armed: while none has, a step pays one atomic load
+/// for the hook and never touches the thread-local.
+static ARMED: AtomicUsize = AtomicUsize::new(0);
+
+/// `_panic_next_step(message)`, for the tests of the no-unwind guarantee: the next step
+/// this thread runs through a hand-filled slot (`tp_iternext` or `am_send`) of any
+/// [`Stepped`] class panics with `message`, inside the `extern "C"` function, after the
+/// class's step returned, where the slot builds the `StopIteration` or the result. The
+/// slot then returns its error value with `PanicException(message)` set.
+pub(crate) fn panic_next_step(message: String) {
+    let was_armed = PANIC_NEXT_STEP.with_borrow_mut(|armed| armed.replace(message).is_some());
+    if !was_armed {
+        ARMED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Panics if `_panic_next_step` armed a message on this thread (disarming it).
+fn panic_if_armed() {
+    if ARMED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if let Some(message) = PANIC_NEXT_STEP.with_borrow_mut(Option::take) {
+        ARMED.fetch_sub(1, Ordering::Relaxed);
+        std::panic::panic_any(message);
+    }
+}
+// ANCHOR_END: panic_hook
+
+/// Runs one step of the `T` at `slf`.
+///
+/// # Safety
+/// The GIL is held; `slf` is a live instance of `T` (the slots are installed on `T`'s
+/// type only, and `T` cannot be subclassed); `sent` is a live object or NULL (None).
 unsafe fn step<T: Stepped>(
     py: Python,
     slf: *mut ffi::PyObject,
     sent: *mut ffi::PyObject,
-) -> Option<PyIterNextOutput> {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as the caller guarantees: live borrowed references, `slf` of exactly
-        // type `T` (a `PyCell<T>`).
-        let (slf, sent): (&PyCell<T>, &PyAny) = unsafe {
-            let sent = if sent.is_null() { ffi::Py_None() } else { sent };
-            (py.from_borrowed_ptr(slf), py.from_borrowed_ptr(sent))
-        };
-        T::send_step(slf, sent)
-    }));
-    match outcome {
-        Ok(Ok(output)) => Some(output),
-        Ok(Err(err)) => {
-            err.restore(py);
-            None
-        }
-        Err(payload) => {
-            crate::bridge::panic_error(payload).restore(py);
-            None
-        }
-    }
+) -> PyResult<Step> {
+    // SAFETY: as the caller guarantees: live borrowed references, `slf` of exactly type
+    // `T` (a `PyCell<T>`).
+    let (slf, sent): (&PyCell<T>, &PyAny) = unsafe {
+        let sent = if sent.is_null() { ffi::Py_None() } else { sent };
+        (py.from_borrowed_ptr(slf), py.from_borrowed_ptr(sent))
+    };
+    T::step(slf, sent)
 }
 
 // ANCHOR: slots
-/// `am_await`: the object is its own iterator.
+/// `am_await`: the object is its own iterator. (Nothing in it can panic.)
 unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython passes a live object and takes the new reference returned.
     unsafe { ffi::Py_INCREF(slf) };
@@ -86,24 +155,30 @@ unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
 
 /// `tp_iternext`: one step with `None`; a returned value raised as `StopIteration`.
 unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls slots with the GIL held. The pool releases the references
-    // the step registers (PyO3 0.12 keeps owned references in it), as PyO3's own slot
-    // wrappers do; `slf` is a live instance of the type the slot is installed on.
-    unsafe {
-        let pool = pyo3::GILPool::new();
-        let py = pool.python();
-        match step::<T>(py, slf, ptr::null_mut()) {
-            Some(IterNextOutput::Yield(value)) => value.into_ptr(),
+    let body = |py: Python| {
+        // SAFETY: the GIL is held (CPython calls slots with it); CPython passes a live
+        // instance of the type the slot is installed on (`T`'s, see `install`).
+        let stepped = match unsafe { step::<T>(py, slf, ptr::null_mut()) } {
+            Ok(stepped) => stepped,
+            Err(err) => {
+                err.restore(py);
+                return ptr::null_mut();
+            }
+        };
+        panic_if_armed();
+        match stepped {
+            Step::Yield(value) => value.into_ptr(),
             // A return of `None` is signalled with no exception at all, as a generator's
             // `tp_iternext` does: `next()` and `await` read it as `StopIteration()`.
-            Some(IterNextOutput::Return(value)) if value.is_none(py) => ptr::null_mut(),
-            Some(IterNextOutput::Return(value)) => {
+            Step::Return(value) if value.is_none(py) => ptr::null_mut(),
+            Step::Return(value) => {
                 raise_stop_iteration(py, &value);
                 ptr::null_mut()
             }
-            None => ptr::null_mut(),
         }
-    }
+    };
+    // SAFETY: CPython calls slots with the GIL held.
+    unsafe { slot_body(ptr::null_mut(), body) }
 }
 
 // ANCHOR: raise_stop_iteration
@@ -118,10 +193,10 @@ unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::
 /// the argument tuple `(value,)`, which is what calling the class does, minus the call.
 fn raise_stop_iteration(py: Python, value: &PyObject) {
     let _ = py; // proof that the GIL is held
-    // SAFETY: the GIL is held; `value` is live, and so is the `StopIteration` class (a
-    // static of the interpreter). `PyErr_SetObject` takes its own references; the
-    // instance is released after it is set. On a failure its error is left set, as
-    // CPython's own function leaves it.
+                // SAFETY: the GIL is held; `value` is live, and so is the `StopIteration` class (a
+                // static of the interpreter). `PyErr_SetObject` takes its own references; the
+                // instance is released after it is set. On a failure its error is left set, as
+                // CPython's own function leaves it.
     unsafe {
         let stop = ffi::PyExc_StopIteration;
         let v = value.as_ptr();
@@ -158,7 +233,10 @@ unsafe fn new_stop_iteration(value: *mut ffi::PyObject) -> *mut ffi::PyObject {
         }
         ffi::Py_INCREF(value);
         ffi::PyTuple_SetItem(args, 0, value); // steals the reference; cannot fail here
-        let (new, init) = ((*stop).tp_new.expect("tp_new"), (*stop).tp_init.expect("tp_init"));
+        let (new, init) = (
+            (*stop).tp_new.expect("tp_new"),
+            (*stop).tp_init.expect("tp_init"),
+        );
         let mut instance = new(stop, args, ptr::null_mut());
         if !instance.is_null() && init(instance, args, ptr::null_mut()) < 0 {
             ffi::Py_DECREF(instance);
@@ -170,46 +248,62 @@ unsafe fn new_stop_iteration(value: *mut ffi::PyObject) -> *mut ffi::PyObject {
 }
 // ANCHOR_END: raise_stop_iteration
 
-/// `am_send` (CPython 3.10+): one step with `arg`; a returned value goes to `*result`.
+/// `am_send` (CPython 3.10+): one step with `arg`; a returned value goes to `*result`,
+/// which is NULL on every error return (a debug CPython asserts it).
 unsafe extern "C" fn am_send<T: Stepped>(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
-) -> c_int {
-    const PYGEN_RETURN: c_int = 0;
-    const PYGEN_ERROR: c_int = -1;
-    const PYGEN_NEXT: c_int = 1;
-    // SAFETY: as in `iternext`; `arg` is a live object (or NULL, taken as None), and
-    // `result` the out-pointer CPython passed, which takes the new reference.
-    unsafe {
-        let pool = pyo3::GILPool::new();
-        let (status, value) = match step::<T>(pool.python(), slf, arg) {
-            Some(IterNextOutput::Yield(value)) => (PYGEN_NEXT, value),
-            Some(IterNextOutput::Return(value)) => (PYGEN_RETURN, value),
-            None => return PYGEN_ERROR,
+) -> ffi::PySendResult {
+    // SAFETY: `result` is the out-pointer CPython passed, valid for a write; NULL until
+    // the last step of a success.
+    unsafe { *result = ptr::null_mut() };
+    let body = |py: Python| {
+        // SAFETY: the GIL is held (CPython calls slots with it); `slf` is a live instance
+        // of `T` (as in `iternext`), `arg` a live object or NULL (taken as None).
+        let stepped = match unsafe { step::<T>(py, slf, arg) } {
+            Ok(stepped) => stepped,
+            Err(err) => {
+                err.restore(py);
+                return ffi::PYGEN_ERROR;
+            }
         };
-        *result = value.into_ptr();
+        panic_if_armed();
+        let (status, value) = match stepped {
+            Step::Yield(value) => (ffi::PYGEN_NEXT, value),
+            Step::Return(value) => (ffi::PYGEN_RETURN, value),
+        };
+        // SAFETY: as above; CPython takes the new reference.
+        unsafe { *result = value.into_ptr() };
         status
-    }
+    };
+    // SAFETY: CPython calls slots with the GIL held.
+    unsafe { slot_body(ffi::PYGEN_ERROR, body) }
 }
 // ANCHOR_END: slots
 
 // ANCHOR: install
-/// Fills `am_await`, `tp_iternext` and (3.10+) `am_send` of `T`'s type with the
-/// functions above; returns each installed slot's name and the function's address.
-/// Nothing is installed with `compat`'s fixes switched off: the crate is then PyO3 0.12
-/// as it stands.
-pub(crate) fn install<T: Stepped>(py: Python) -> Vec<(&'static str, usize)> {
+/// Fills `am_await`, `tp_iternext` and (3.10+, where `T`'s async table has the field)
+/// `am_send` of `T`'s type with the functions above; returns each installed slot's name
+/// and the function's address (what `_FAST_SLOTS` lists for `T`).
+///
+/// # Safety
+/// `T`'s type object is ready, no instance of `T` has been stepped yet, and if
+/// `table_has_am_send` is true, its `tp_as_async` points to a live
+/// `ffi::AsyncMethodsWithSend` (4 fields) rather than PyO3 0.12's 3-field table.
+pub(crate) unsafe fn install<T: Stepped>(
+    py: Python,
+    table_has_am_send: bool,
+) -> Vec<(&'static str, usize)> {
     let mut installed = Vec::new();
-    if !compat::fixes_enabled() {
-        return installed;
-    }
     let type_object = T::type_object_raw(py);
     // SAFETY: the type object PyO3 made for `T` (never freed), ready, and the GIL is held,
-    // before the module that defines `T` is returned, so no instance has been stepped yet.
-    // `tp_as_async` points to the async table of fix (a) (not NULL: `T` has
-    // `__await__`). Replacing a filled slot with a function of the same meaning is what
-    // `PyType_Ready` would have done; `PyType_Modified` drops what CPython cached.
+    // before any instance has been stepped (as the caller guarantees). `tp_as_async`, if
+    // not NULL, points to an async table whose first field is `am_await`, and to a
+    // 4-field one when `table_has_am_send` says so (the caller guarantees it); `am_send`
+    // is written only where CPython reads it (3.10+). Replacing a filled slot with a
+    // function of the same meaning is what `PyType_Ready` would have done;
+    // `PyType_Modified` drops what CPython cached.
     unsafe {
         (*type_object).tp_iternext = Some(iternext::<T>);
         installed.push(("tp_iternext", iternext::<T> as *const () as usize));
@@ -217,29 +311,14 @@ pub(crate) fn install<T: Stepped>(py: Python) -> Vec<(&'static str, usize)> {
         if !methods.is_null() {
             (*methods).am_await = Some(await_self);
             installed.push(("am_await", await_self as *const () as usize));
+            if table_has_am_send && compat::python_at_least(3, 10) {
+                let methods = methods.cast::<ffi::AsyncMethodsWithSend>();
+                (*methods).am_send = Some(am_send::<T>);
+                installed.push(("am_send", am_send::<T> as *const () as usize));
+            }
         }
         ffi::PyType_Modified(type_object);
-    }
-    if compat::install_am_send::<T>(py, am_send::<T>) {
-        installed.push(("am_send", am_send::<T> as *const () as usize));
     }
     installed
 }
 // ANCHOR_END: install
-
-/// `install` for every stepped class of the module, as the `dict` the module exposes as
-/// `_FAST_SLOTS` (`{"RustCoroutine": {"tp_iternext": address, ...}, ...}`).
-pub fn install_all(py: Python<'_>) -> PyResult<&PyDict> {
-    let all = PyDict::new(py);
-    for (name, installed) in [
-        ("RustCoroutine", install::<crate::coroutine::RustCoroutine>(py)),
-        ("RustAwait", install::<crate::delegate::RustAwait>(py)),
-    ] {
-        let slots = PyDict::new(py);
-        for (slot, address) in installed {
-            slots.set_item(slot, address)?;
-        }
-        all.set_item(name, slots)?;
-    }
-    Ok(all)
-}

@@ -13,6 +13,15 @@
 //!
 //! Cancelling the awaiting Task throws `CancelledError` in, which drops the Rust future
 //! at once, on the loop thread: `live_futures()` counts the futures still alive.
+//!
+//! An output nobody collects is handed back. A future may finish (its output waits in
+//! the slot) and its Task be cancelled, closed or collected before it resumes to take
+//! the output. For a sleep that loses nothing; for the next item of a stream or a
+//! semaphore's permit it would lose the item or leak the permit. So a future made by
+//! [`RustFuture::new_with_unclaimed`] keeps its output as a Rust value until the Task
+//! collects it, and a `give_back` function receives it if it is dropped instead
+//! (`throw`, `close`, an error, `__clear__`, or the object's own drop). Give-back needs
+//! no Python: the value is converted only when collected.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -25,22 +34,78 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use pyo3::exceptions::PyRuntimeError;
-use pyo3::panic::PanicException;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
-use pyo3::{PyTraverseError, PyVisit};
 use pyo3::IntoPyObjectExt;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
-use crate::coroutine::{
-    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
-    thrown_exception, State,
+use crate::protocol::{
+    already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
+    reuse_error, thrown_exception, State,
 };
 
-/// A Rust future producing a Python object, boxed so that one class can hold any of them.
-type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<Py<PyAny>>> + Send>>;
+/// A Rust future producing an [`Output`], boxed so that one class can hold any of them.
+type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
+
+// ANCHOR: give_back
+/// What a finished future leaves in its slot for the awaiting Task to collect.
+enum Output {
+    /// Converted already, on the loop thread ([`RustFuture::new`]).
+    Object(Py<PyAny>),
+    /// Still a Rust value: converted when collected, handed back if it is dropped
+    /// instead ([`RustFuture::new_with_unclaimed`]).
+    Unclaimed(Box<dyn Unclaimed>),
+}
+
+impl Output {
+    /// The Task collects the output: as a Python object.
+    fn claim(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self {
+            Output::Object(value) => Ok(value),
+            Output::Unclaimed(unclaimed) => unclaimed.claim(py),
+        }
+    }
+}
+
+/// A Rust value that gives itself back when dropped without being claimed.
+trait Unclaimed: Send {
+    /// The value as a Python object; after this, dropping gives nothing back.
+    fn claim(self: Box<Self>, py: Python<'_>) -> PyResult<Py<PyAny>>;
+}
+
+/// A value and the function that takes it back if nobody claims it (both `Some` until
+/// claimed or given back).
+struct GiveBack<T, G: FnOnce(T)> {
+    value: Option<T>,
+    give_back: Option<G>,
+}
+
+impl<T, G> Unclaimed for GiveBack<T, G>
+where
+    T: for<'py> IntoPyObject<'py> + Send,
+    G: FnOnce(T) + Send,
+{
+    fn claim(mut self: Box<Self>, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.value.take() {
+            Some(value) => value.into_py_any(py),
+            None => Ok(py.None()), // unreachable: a value is claimed once
+        }
+    }
+}
+
+impl<T, G: FnOnce(T)> Drop for GiveBack<T, G> {
+    /// Dropped unclaimed: the value goes back (a panic there is contained: a drop may run
+    /// inside a type slot, where no panic may unwind).
+    fn drop(&mut self) {
+        if let (Some(value), Some(give_back)) = (self.value.take(), self.give_back.take()) {
+            let _ = catch_unwind(AssertUnwindSafe(|| give_back(value)));
+        }
+    }
+}
+// ANCHOR_END: give_back
 
 // ANCHOR: runtime
 /// The process's one tokio runtime, started on first use, with two worker threads.
@@ -84,8 +149,12 @@ impl Drop for Counted {
 /// Where a Rust future is: still running (with what wakes it and what the awaiting
 /// Task waits on), finished (with its output, until the Task collects it), or gone.
 enum Slot {
-    Pending { future: Counted, waker: Option<Waker>, waiter: Option<Py<PyAny>> },
-    Ready(PyResult<Py<PyAny>>),
+    Pending {
+        future: Counted,
+        waker: Option<Waker>,
+        waiter: Option<Py<PyAny>>,
+    },
+    Ready(PyResult<Output>),
     Gone,
 }
 
@@ -97,26 +166,23 @@ struct Task {
 /// A lock that survives a panic in another holder: the slot's data stays consistent
 /// because every change to it is a single assignment.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A Rust panic, caught at the border, as the Python exception PyO3 uses for panics.
-pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a Rust future panicked".to_owned());
-    PanicException::new_err(message)
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Task {
     // ANCHOR: advance
     /// Polls the future once if it is pending and has a waker. Returns the waiter to
     /// complete if it finished. Whatever is dropped is dropped after the lock is released.
-    fn advance(&self) -> Option<Py<PyAny>> {
+    fn poll_once(&self) -> Option<Py<PyAny>> {
         let mut slot = lock(&self.slot);
-        let Slot::Pending { future, waker: Some(waker), .. } = &mut *slot else {
+        let Slot::Pending {
+            future,
+            waker: Some(waker),
+            ..
+        } = &mut *slot
+        else {
             return None;
         };
         let mut context = Context::from_waker(waker);
@@ -138,7 +204,11 @@ impl Task {
     /// Drops the future (and cancels the waiter), for `throw`, `close` and errors.
     fn discard(&self, py: Python<'_>) {
         let gone = std::mem::replace(&mut *lock(&self.slot), Slot::Gone);
-        if let Slot::Pending { waiter: Some(waiter), .. } = &gone {
+        if let Slot::Pending {
+            waiter: Some(waiter),
+            ..
+        } = &gone
+        {
             let _ = waiter.call_method0(py, "cancel");
         }
         drop(gone);
@@ -149,7 +219,10 @@ impl Task {
 /// Completes the waiter a Task is blocked on, so the Task resumes the `RustFuture`.
 fn release(py: Python<'_>, waiter: Py<PyAny>) {
     let waiter = waiter.bind(py);
-    if let Ok(false) = waiter.call_method0("done").and_then(|done| done.is_truthy()) {
+    if let Ok(false) = waiter
+        .call_method0("done")
+        .and_then(|done| done.is_truthy())
+    {
         if let Err(err) = waiter.call_method1("set_result", (py.None(),)) {
             err.write_unraisable(py, Some(waiter));
         }
@@ -197,7 +270,12 @@ impl LoopWaker {
         let (sender, receiver) = UnixStream::pair()?;
         sender.set_nonblocking(true)?;
         receiver.set_nonblocking(true)?;
-        Ok(LoopWaker { queue: Mutex::new(Vec::new()), signalled: AtomicBool::new(false), sender, receiver })
+        Ok(LoopWaker {
+            queue: Mutex::new(Vec::new()),
+            signalled: AtomicBool::new(false),
+            sender,
+            receiver,
+        })
     }
 
     // ANCHOR: run_woken
@@ -212,7 +290,7 @@ impl LoopWaker {
         let woken = std::mem::take(&mut *lock(&self.queue));
         for task_waker in woken.iter().filter_map(Weak::upgrade) {
             task_waker.queued.store(false, Ordering::Release);
-            if let Some(waiter) = task_waker.task.upgrade().and_then(|task| task.advance()) {
+            if let Some(waiter) = task_waker.task.upgrade().and_then(|task| task.poll_once()) {
                 release(py, waiter);
             }
         }
@@ -250,9 +328,12 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
         return Ok(known);
     }
     let waker = Arc::new(LoopWaker::new()?);
-    let reader = WakeReader { loop_waker: waker.clone() };
+    let reader = WakeReader {
+        loop_waker: waker.clone(),
+    };
     event_loop.call_method1("add_reader", (waker.receiver.as_raw_fd(), reader))?;
-    CURRENT.with_borrow_mut(|current| *current = Some((event_loop.clone().unbind(), waker.clone())));
+    CURRENT
+        .with_borrow_mut(|current| *current = Some((event_loop.clone().unbind(), waker.clone())));
     Ok(waker)
 }
 // ANCHOR_END: loop_waker_for
@@ -262,7 +343,9 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
 fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        py.import("asyncio.events")?.getattr("_get_running_loop").map(Bound::unbind)
+        py.import("asyncio.events")?
+            .getattr("_get_running_loop")
+            .map(Bound::unbind)
     })?;
     let event_loop = get.bind(py).call0()?;
     if event_loop.is_none() {
@@ -292,25 +375,67 @@ impl RustFuture {
         F: Future<Output = PyResult<T>> + Send + 'static,
         T: for<'py> IntoPyObject<'py> + Send + 'static,
     {
-        let boxed: BoxedFuture = Box::pin(async move {
+        RustFuture::from_boxed(Box::pin(async move {
             let value = future.await?;
-            Python::attach(|py| value.into_py_any(py))
-        });
-        let slot = Slot::Pending { future: Counted::new(boxed), waker: None, waiter: None };
-        RustFuture { state: State::Created, task: Arc::new(Task { slot: Mutex::new(slot) }) }
+            Python::attach(|py| value.into_py_any(py)).map(Output::Object)
+        }))
     }
     // ANCHOR_END: new
+
+    // ANCHOR: new_with_unclaimed
+    /// Wraps a Rust future whose output must not be lost: if the output is ready but the
+    /// awaiting Task never collects it (cancelled, closed or collected first),
+    /// `give_back(output)` runs instead, with or without the interpreter lock.
+    pub fn new_with_unclaimed<F, T, G>(future: F, give_back: G) -> Self
+    where
+        F: Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+        G: FnOnce(T) + Send + 'static,
+    {
+        RustFuture::from_boxed(Box::pin(async move {
+            let value = future.await?;
+            let unclaimed = GiveBack {
+                value: Some(value),
+                give_back: Some(give_back),
+            };
+            Ok(Output::Unclaimed(Box::new(unclaimed)))
+        }))
+    }
+    // ANCHOR_END: new_with_unclaimed
+
+    fn from_boxed(boxed: BoxedFuture) -> Self {
+        let slot = Slot::Pending {
+            future: Counted::new(boxed),
+            waker: None,
+            waiter: None,
+        };
+        RustFuture {
+            state: State::Created,
+            task: Arc::new(Task {
+                slot: Mutex::new(slot),
+            }),
+        }
+    }
 
     // ANCHOR: settle
     /// Ends the coroutine with the future's output, or suspends on a waiter. The slot's
     /// lock is not held while Python code runs.
-    fn settle(&mut self, py: Python<'_>, event_loop: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn settle(
+        &mut self,
+        py: Python<'_>,
+        event_loop: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let taken = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
         let (future, waker, waiter) = match taken {
-            Slot::Pending { future, waker, waiter } => (future, waker, waiter),
+            Slot::Pending {
+                future,
+                waker,
+                waiter,
+            } => (future, waker, waiter),
             Slot::Ready(output) => {
                 self.state = State::Finished;
-                return output.and_then(|value| Err(compat::stop_iteration(value.into_bound(py))));
+                let value = output.and_then(|output| output.claim(py))?;
+                return Err(compat::stop_iteration(value.into_bound(py)));
             }
             Slot::Gone => {
                 self.state = State::Finished;
@@ -330,7 +455,11 @@ impl RustFuture {
                 waiter.unbind()
             }
         };
-        *lock(&self.task.slot) = Slot::Pending { future, waker, waiter: Some(waiter.clone_ref(py)) };
+        *lock(&self.task.slot) = Slot::Pending {
+            future,
+            waker,
+            waiter: Some(waiter.clone_ref(py)),
+        };
         self.state = State::Suspended;
         Ok(waiter)
     }
@@ -347,7 +476,7 @@ impl RustFuture {
         if let Slot::Pending { waker, .. } = &mut *lock(&self.task.slot) {
             *waker = Some(Waker::from(task_waker));
         }
-        self.task.advance();
+        self.task.poll_once();
         self.settle(py, Some(&event_loop))
     }
 
@@ -358,11 +487,14 @@ impl RustFuture {
             State::Created if !sent.is_none() => return Err(just_started_error()),
             State::Created => self.start(py),
             State::Suspended => {
-                self.task.advance(); // a resume without a wake-up costs one poll
+                self.task.poll_once(); // a resume without a wake-up costs one poll
                 self.settle(py, None)
             }
         };
-        if result.as_ref().is_err_and(|err| !err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py)) {
+        if result
+            .as_ref()
+            .is_err_and(|err| !err.is_instance_of::<PyStopIteration>(py))
+        {
             self.state = State::Finished;
             self.task.discard(py);
         }
@@ -430,8 +562,11 @@ impl RustFuture {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Ok(slot) = self.task.slot.try_lock() {
             match &*slot {
-                Slot::Pending { waiter: Some(waiter), .. } => visit.call(waiter)?,
-                Slot::Ready(Ok(value)) => visit.call(value)?,
+                Slot::Pending {
+                    waiter: Some(waiter),
+                    ..
+                } => visit.call(waiter)?,
+                Slot::Ready(Ok(Output::Object(value))) => visit.call(value)?,
                 _ => {}
             }
         }

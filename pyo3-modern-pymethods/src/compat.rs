@@ -1,5 +1,5 @@
 //! What differs between the CPython versions this crate runs on (3.9 to 3.15), kept in
-//! one place so that `driver.rs` and `coroutine.rs` read as plain PEP 492 / PEP 380.
+//! one place so that `protocol.rs` and the classes read as plain PEP 492 / PEP 380.
 //!
 //! Today's PyO3 lays out the type object and the async method table exactly as each
 //! CPython version does (its `pyo3-ffi` is compiled per version), so unlike the 0.12
@@ -67,7 +67,10 @@ pub(crate) fn bad_await_result_message(
     } else if coroutine {
         "__await__() returned a coroutine".to_owned()
     } else {
-        format!("__await__() returned non-iterator of type '{}'", type_name(result))
+        format!(
+            "__await__() returned non-iterator of type '{}'",
+            type_name(result)
+        )
     })
 }
 
@@ -92,8 +95,11 @@ pub(crate) fn is_iterable_coroutine_generator(obj: &Bound<'_, PyAny>) -> PyResul
 
 /// The value a finished iterator returned: `StopIteration.value`. (The exception is
 /// released through a `Bound`, at once even where PyO3 is not told the thread is
-/// attached: see `crate::slots`.)
-pub(crate) fn stop_iteration_value<'py>(py: Python<'py>, err: PyErr) -> PyResult<Bound<'py, PyAny>> {
+/// attached: see `slots.rs`.)
+pub(crate) fn stop_iteration_value<'py>(
+    py: Python<'py>,
+    err: PyErr,
+) -> PyResult<Bound<'py, PyAny>> {
     err.into_value(py).into_bound(py).getattr("value")
 }
 
@@ -106,17 +112,6 @@ pub(crate) fn stop_iteration(value: Bound<'_, PyAny>) -> PyErr {
         return PyStopIteration::new_err(());
     }
     PyStopIteration::new_err((value.unbind(),))
-}
-
-/// The `TypeError` message of `coro.throw(*args)` with a wrong number of arguments,
-/// or `None` when `nargs` is within 1..=3.
-pub(crate) fn throw_arity_message(py: Python<'_>, nargs: usize) -> Option<String> {
-    match nargs {
-        0 if py.version_info() >= (3, 8) => Some("throw expected at least 1 argument, got 0".into()),
-        0 => Some("throw expected at least 1 arguments, got 0".into()),
-        1..=3 => None,
-        n => Some(format!("throw expected at most 3 arguments, got {n}")),
-    }
 }
 
 /// On 3.12+, `throw(type, value[, tb])` (more than one positional argument, even `None`)
@@ -149,6 +144,27 @@ pub(crate) fn thrown_stop_iteration_returns_from_await(py: Python<'_>) -> bool {
     py.version_info() >= (3, 12)
 }
 // ANCHOR_END: pep479
+
+/// Whether the caller's reference to `obj` is its only one, so that no other code (no
+/// other thread either) can reach `obj` while the caller takes it apart.
+///
+/// From 3.14 CPython answers that itself (`PyUnstable_Object_IsUniquelyReferenced`):
+/// under free threading a reference count of 1 proves nothing on its own, since another
+/// thread may be taking a new reference from a borrowed one at that moment; the function
+/// also checks that the object belongs to this thread and has no shared references.
+/// Before 3.14 the reference count is the answer, because the interpreter lock keeps
+/// every other thread still meanwhile: PyO3 0.30 builds for free-threaded CPython from
+/// 3.14 only, so no lock-free build below 3.14 reaches this code.
+pub(crate) fn is_uniquely_referenced(obj: &Bound<'_, PyAny>) -> bool {
+    #[cfg(Py_3_14)]
+    // SAFETY: attached (the caller holds a `Bound`), and `obj` is a live object.
+    let unique = unsafe { ffi::PyUnstable_Object_IsUniquelyReferenced(obj.as_ptr()) } != 0;
+    #[cfg(not(any(Py_3_14, Py_GIL_DISABLED)))]
+    // SAFETY: reads the reference count of a live object; the interpreter lock keeps
+    // every other thread from changing it meanwhile.
+    let unique = unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1;
+    unique
+}
 
 // ANCHOR: coroutine_abc
 /// Registers `cls` as a virtual subclass of `collections.abc.Coroutine`, which is what

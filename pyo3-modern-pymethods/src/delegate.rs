@@ -8,6 +8,8 @@
 //! `delegate(x)` behaves as awaiting `x`, cancellation included (a Task cancels by
 //! throwing `CancelledError` in, which is forwarded like any other exception).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use pyo3::exceptions::{PyGeneratorExit, PyStopIteration};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -15,12 +17,11 @@ use pyo3::types::{PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
-use crate::slots::{Sent, Stepped};
-use crate::coroutine::{
-    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
-    thrown_exception, State,
+use crate::protocol::{
+    already_executing, await_iter, check_throw_arguments, escaping, just_started_error,
+    panic_error, reuse_error, step_iter, thrown_exception, State, Step,
 };
-use crate::driver::{await_iter, step, Step};
+use crate::slots::Stepped;
 
 // ANCHOR: class
 /// A coroutine whose body is `return (yield from inner)`.
@@ -38,23 +39,37 @@ pub struct RustAwait {
 /// hundreds of thousands deep would overflow the C stack.
 impl Drop for RustAwait {
     fn drop(&mut self) {
-        let Some(first) = self.inner.take() else { return };
-        Python::attach(|py| {
-            let mut next = Some(first);
-            while let Some(inner) = next.take() {
-                let inner = inner.into_bound(py);
-                // Steal the inner iterator of a RustAwait only we hold, so that it is
-                // dropped by this loop rather than by its own destructor.
-                // SAFETY: reads the reference count of a live object we hold.
-                if unsafe { pyo3::ffi::Py_REFCNT(inner.as_ptr()) } == 1 {
-                    if let Ok(nested) = inner.cast::<RustAwait>() {
-                        if let Ok(mut nested) = nested.try_borrow_mut() {
-                            next = nested.inner.take();
-                        }
-                    }
+        let Some(first) = self.inner.take() else {
+            return;
+        };
+        // Cheap: the destructor runs inside `tp_dealloc`, where PyO3 already counts the
+        // thread as attached. (The levels a step finishes are released by `end`, with
+        // the step's own token, and reach this destructor with nothing left to drop.)
+        Python::attach(|py| release(first.into_bound(py)));
+    }
+}
+
+/// Drops `inner`, the iterator a `RustAwait` delegated to, taking apart the levels of a
+/// chain of `RustAwait`s one at a time instead of one destructor inside the next.
+///
+/// Only a level we alone hold is taken apart (`compat::is_uniquely_referenced`: under
+/// free threading CPython's own check, not a reference count of 1); a level something
+/// else still holds is left to its owner.
+fn release(inner: Bound<'_, PyAny>) {
+    let mut next = Some(inner);
+    while let Some(inner) = next.take() {
+        // Steal the inner iterator of a RustAwait only we hold, so that it is dropped by
+        // this loop rather than by its own destructor, which then finds nothing to do.
+        if compat::is_uniquely_referenced(&inner) {
+            if let Ok(nested) = inner.cast::<RustAwait>() {
+                if let Ok(mut nested) = nested.try_borrow_mut() {
+                    next = nested
+                        .inner
+                        .take()
+                        .map(|taken| taken.into_bound(inner.py()));
                 }
             }
-        });
+        }
     }
 }
 // ANCHOR_END: drop
@@ -63,47 +78,31 @@ impl Drop for RustAwait {
 /// Runs `call`, which calls into Python code, counted against the recursion limit: a
 /// chain of thousands of nested `delegate`s raises `RecursionError` instead of
 /// overflowing the C stack.
+///
+/// A panic in `call` (PyO3 resumes one when it fetches the `PanicException` that a Rust
+/// step further in raised) comes back as that `PanicException`: the recursion count
+/// stays balanced, and the step ends, finishing the coroutine, as on any exception.
 fn guarded<T>(py: Python<'_>, call: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     // SAFETY: called while attached; the message is a static NUL-terminated string.
     if unsafe { ffi::Py_EnterRecursiveCall(c" while awaiting through delegate()".as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = call();
+    let result = catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|p| Err(panic_error(p)));
     // SAFETY: pairs the successful Py_EnterRecursiveCall above, on the same thread.
     unsafe { ffi::Py_LeaveRecursiveCall() };
     result
 }
 // ANCHOR_END: guarded
 
-/// How one step ended, seen from the outer coroutine.
-enum Outcome {
-    Yield(Py<PyAny>),
-    Return(Py<PyAny>),
-    Raise(PyErr),
-}
-
-impl Outcome {
-    /// The outcome of a call into the inner iterator (`send`/`throw`): a value is
-    /// yielded, and a `StopIteration` means the inner iterator returned.
-    fn of_call(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Outcome {
-        match result {
-            Ok(value) => Outcome::Yield(value.unbind()),
-            Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
-                match compat::stop_iteration_value(py, err) {
-                    Ok(value) => Outcome::Return(value.unbind()),
-                    Err(err) => Outcome::Raise(err),
-                }
-            }
-            Err(err) => Outcome::Raise(err),
+/// The step a call into the inner iterator (`send`/`throw`) made: a value is yielded,
+/// and a `StopIteration` means the inner iterator returned.
+fn call_step<'py>(py: Python<'py>, result: PyResult<Bound<'py, PyAny>>) -> PyResult<Step<'py>> {
+    match result {
+        Ok(value) => Ok(Step::Yield(value)),
+        Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
+            Ok(Step::Return(compat::stop_iteration_value(py, err)?))
         }
-    }
-
-    fn of_step(result: PyResult<Step<'_>>) -> Outcome {
-        match result {
-            Ok(Step::Yielded(item)) => Outcome::Yield(item.unbind()),
-            Ok(Step::Returned(value)) => Outcome::Return(value.unbind()),
-            Err(err) => Outcome::Raise(err),
-        }
+        Err(err) => Err(err),
     }
 }
 
@@ -122,27 +121,32 @@ impl RustAwait {
             State::Created | State::Suspended => {}
         }
         this.state = State::Running;
-        Ok((before, this.inner.as_ref().map(|inner| inner.bind(slf.py()).clone())))
+        Ok((
+            before,
+            this.inner
+                .as_ref()
+                .map(|inner| inner.bind(slf.py()).clone()),
+        ))
     }
 
-    /// Leaves a step the way it ended.
-    fn end<'py>(slf: &Bound<'py, Self>, outcome: Outcome) -> PyResult<Sent<'py>> {
-        let py = slf.py();
+    /// Leaves a step the way it ended: suspended on a yield, else finished, with the
+    /// inner iterator released at once (through a `Bound`, so even on a step of
+    /// `crate::slots`) and with this step's token (`release`), so that the destructor of
+    /// a nested `RustAwait` finds nothing left to do.
+    fn end<'py>(slf: &Bound<'py, Self>, stepped: PyResult<Step<'py>>) -> PyResult<Step<'py>> {
         let mut this = slf.borrow_mut();
-        if let Outcome::Yield(value) = outcome {
+        if let Ok(Step::Yield(_)) = stepped {
             this.state = State::Suspended;
-            return Ok(Sent::Yield(value.into_bound(py)));
+            return stepped;
         }
         this.state = State::Finished;
-        // Released through a `Bound`, at once even on a step of `crate::slots`.
-        let inner = this.inner.take().map(|inner| inner.into_bound(py));
+        let inner = this.inner.take();
         drop(this);
-        drop(inner); // may run the inner iterator's finaliser: after the borrow is released
-        match outcome {
-            Outcome::Return(value) => Ok(Sent::Return(value.into_bound(py))),
-            Outcome::Raise(err) => Err(err),
-            Outcome::Yield(_) => unreachable!("handled above"),
+        // May run the inner iterator's finaliser: after the borrow is released.
+        if let Some(inner) = inner {
+            release(inner.into_bound(slf.py()));
         }
+        stepped
     }
 
     /// Raises the thrown exception in the outer coroutine itself (where `yield from`
@@ -151,7 +155,7 @@ impl RustAwait {
         slf: &Bound<'py, Self>,
         before: State,
         args: &Bound<'py, PyTuple>,
-    ) -> PyResult<Sent<'py>> {
+    ) -> PyResult<Step<'py>> {
         let py = slf.py();
         let err = match thrown_exception(args) {
             Ok(err) => err,
@@ -165,45 +169,49 @@ impl RustAwait {
             && compat::thrown_stop_iteration_returns_from_await(py)
             && err.is_instance_of::<PyStopIteration>(py)
         {
-            return Self::end(slf, Outcome::of_call(py, Err(err)));
+            return Self::end(slf, call_step(py, Err(err)));
         }
-        Self::end(slf, Outcome::Raise(escaping(py, err, suspended)))
+        Self::end(slf, Err(escaping(py, err, suspended)))
     }
 }
 
-// ANCHOR: send_step
+// ANCHOR: step
 /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`. The
 /// `send`/`__next__` methods and the hand-filled slots (`crate::slots`) all step here.
 impl Stepped for RustAwait {
-    fn send_step<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Sent<'py>> {
+    fn step<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
         let py = slf.py();
         if !value.is_none() && Self::state(slf) == State::Created {
             return Err(just_started_error());
         }
         let (_, inner) = Self::begin(slf)?;
         let inner = inner.expect("an unfinished RustAwait has its inner iterator");
-        let outcome = guarded(py, || {
-            Ok(if value.is_none() {
-                Outcome::of_step(step(&inner))
+        let stepped = guarded(py, || {
+            if value.is_none() {
+                step_iter(&inner)
             } else {
-                Outcome::of_call(py, inner.call_method1("send", (value,)))
-            })
+                call_step(py, inner.call_method1("send", (value,)))
+            }
         });
-        Self::end(slf, outcome.unwrap_or_else(Outcome::Raise))
+        drop(inner); // `end` releases the last reference, the coroutine's own
+        Self::end(slf, stepped)
     }
 }
-// ANCHOR_END: send_step
+// ANCHOR_END: step
 
 impl RustAwait {
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
     /// here; anything else goes to `inner.throw` where there is one, else is raised here.
-    fn throw_step<'py>(slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>) -> PyResult<Sent<'py>> {
+    fn throw_step<'py>(slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>) -> PyResult<Step<'py>> {
         let py = slf.py();
         check_throw_arguments(args)?;
         let (before, inner) = Self::begin(slf)?;
         let inner = match (before, inner) {
             (State::Suspended, Some(inner)) => inner,
-            _ => return Self::raise_here(slf, before, args),
+            (_, inner) => {
+                drop(inner); // as in `step`
+                return Self::raise_here(slf, before, args);
+            }
         };
         let typ = args.get_item(0)?;
         let is_generator_exit = match typ.cast::<PyType>() {
@@ -213,16 +221,16 @@ impl RustAwait {
         if is_generator_exit {
             return match guarded(py, || close_inner(&inner)) {
                 Ok(()) => Self::raise_here(slf, before, args),
-                Err(close_error) => Self::end(slf, Outcome::Raise(close_error)),
+                Err(close_error) => Self::end(slf, Err(close_error)),
             };
         }
         let method = match inner.getattr_opt("throw") {
             Ok(Some(method)) => method,
             Ok(None) => return Self::raise_here(slf, before, args),
-            Err(err) => return Self::end(slf, Outcome::Raise(err)),
+            Err(err) => return Self::end(slf, Err(err)),
         };
         let result = guarded(py, || method.call1(args));
-        Self::end(slf, Outcome::of_call(py, result))
+        Self::end(slf, call_step(py, result))
     }
 }
 
@@ -246,13 +254,13 @@ impl RustAwait {
     }
 
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Self::send_step(slf, slf.py().None().bind(slf.py()))?.into_method_result()
+        Self::step(slf, slf.py().None().bind(slf.py()))?.into_method_result()
     }
 
     /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`.
     #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Self::send_step(slf, value)?.into_method_result()
+        Self::step(slf, value)?.into_method_result()
     }
 
     /// `yield from`'s throw: `GeneratorExit` closes the inner iterator and is raised
@@ -274,7 +282,7 @@ impl RustAwait {
             _ => Ok(()),
         };
         // Finishing drops the inner iterator; the GeneratorExit itself is swallowed.
-        let _ = Self::end(slf, Outcome::Raise(PyGeneratorExit::new_err(())));
+        let _ = Self::end(slf, Err(PyGeneratorExit::new_err(())));
         match closed {
             Err(err)
                 if !err.is_instance_of::<PyGeneratorExit>(py)
@@ -308,7 +316,10 @@ impl RustAwait {
 #[pyfunction]
 pub fn delegate(awaitable: &Bound<'_, PyAny>) -> PyResult<RustAwait> {
     let inner = await_iter(awaitable)?;
-    Ok(RustAwait { state: State::Created, inner: Some(inner.unbind()) })
+    Ok(RustAwait {
+        state: State::Created,
+        inner: Some(inner.unbind()),
+    })
 }
 // ANCHOR_END: delegate
 

@@ -8,89 +8,11 @@
 //! so `drive` resumes at once. Anything else is a request to an event loop (an
 //! `asyncio.Future` to wait for) that `drive` cannot serve.
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
-use pyo3::ffi;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::compat;
-
-// ANCHOR: await_iter
-/// The iterator `await obj` delegates to, found the way CPython's `await` finds it.
-pub(crate) fn await_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = obj.py();
-    // SAFETY: a type check of a live object: it only reads the object's type pointer.
-    if unsafe { ffi::PyGen_Check(obj.as_ptr()) } != 0 {
-        // A `types.coroutine` generator is its own iterator; a plain one is refused.
-        if compat::is_iterable_coroutine_generator(obj)? {
-            return Ok(obj.clone());
-        }
-        return Err(PyTypeError::new_err(compat::not_awaitable_message(obj)));
-    }
-    // SAFETY: `obj` is live, so its type is; `tp_as_async` is NULL or points at a table
-    // that lives as long as the type.
-    let am_await = unsafe {
-        let methods = (*ffi::Py_TYPE(obj.as_ptr())).tp_as_async;
-        if methods.is_null() { None } else { (*methods).am_await }
-    };
-    let Some(am_await) = am_await else {
-        return Err(PyTypeError::new_err(compat::not_awaitable_message(obj)));
-    };
-    // SAFETY: the slot of `obj`'s own type, called with `obj` while attached to the
-    // interpreter; it returns a new reference, or NULL with an exception set.
-    let iter = unsafe { Bound::from_owned_ptr_or_err(py, am_await(obj.as_ptr()))? };
-    let coroutine = compat::is_coroutine(&iter)?;
-    // SAFETY: a slot check of a live object.
-    if coroutine || unsafe { ffi::PyIter_Check(iter.as_ptr()) } == 0 {
-        let message = compat::bad_await_result_message(obj, &iter, coroutine)?;
-        return Err(PyTypeError::new_err(message));
-    }
-    Ok(iter)
-}
-// ANCHOR_END: await_iter
-
-/// The `tp_iternext` slot of `iter`'s type: what makes it an iterator.
-fn next_slot(iter: &Bound<'_, PyAny>) -> Option<ffi::iternextfunc> {
-    // SAFETY: `iter` is live, so its type object is, and reading a slot is plain data.
-    unsafe { (*ffi::Py_TYPE(iter.as_ptr())).tp_iternext }
-}
-
-/// One step of an iterator, keeping what PyO3's own iteration discards.
-pub(crate) enum Step<'py> {
-    /// The iterator suspended, handing this value out.
-    Yielded(Bound<'py, PyAny>),
-    /// The iterator finished, returning this value (`StopIteration.value`).
-    Returned(Bound<'py, PyAny>),
-}
-
-// ANCHOR: step
-/// Steps `iter` once through its `tp_iternext` slot.
-///
-/// Not `PyIterator::next`: like `PyIter_Next` underneath it, that swallows the
-/// `StopIteration` and with it the awaitable's return value. The slot reports the end
-/// either with no exception at all (a return value of `None`) or with a
-/// `StopIteration` whose `.value` is the result.
-pub(crate) fn step<'py>(iter: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
-    let py = iter.py();
-    let Some(next) = next_slot(iter) else {
-        let name = compat::type_name(iter);
-        return Err(PyTypeError::new_err(format!("'{name}' object is not an iterator")));
-    };
-    // SAFETY: the slot of `iter`'s own type, called with `iter` while attached; it
-    // returns a new reference, or NULL with or without an exception set.
-    let item = unsafe { next(iter.as_ptr()) };
-    if !item.is_null() {
-        // SAFETY: a non-NULL result of `tp_iternext` is a new (owned) reference.
-        return Ok(Step::Yielded(unsafe { Bound::from_owned_ptr(py, item) }));
-    }
-    match PyErr::take(py) {
-        None => Ok(Step::Returned(py.None().into_bound(py))),
-        Some(err) if err.is_instance_of::<PyStopIteration>(py) => {
-            Ok(Step::Returned(compat::stop_iteration_value(py, err)?))
-        }
-        Some(err) => Err(err),
-    }
-}
-// ANCHOR_END: step
+use crate::protocol::{await_iter, step_iter, Step};
 
 /// Calls `iter.close()` if it has one. `Ok` also when it has none.
 fn close(iter: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -140,15 +62,15 @@ pub fn drive<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> 
     let py = awaitable.py();
     let iter = await_iter(awaitable)?;
     loop {
-        match step(&iter)? {
-            Step::Returned(value) => return Ok(value),
+        match step_iter(&iter)? {
+            Step::Return(value) => return Ok(value),
             // A bare `yield`: resume at once, after letting Ctrl-C through.
-            Step::Yielded(item) if item.is_none() => {
+            Step::Yield(item) if item.is_none() => {
                 if let Err(interrupted) = py.check_signals() {
                     return Err(close_after(&iter, interrupted));
                 }
             }
-            Step::Yielded(item) => return Err(needs_event_loop(&iter, &item)),
+            Step::Yield(item) => return Err(needs_event_loop(&iter, &item)),
         }
     }
 }

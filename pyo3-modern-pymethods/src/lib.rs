@@ -7,13 +7,22 @@
 //! * [`delegate`]: `delegate(awaitable)`, `await` re-implemented in Rust inside a loop.
 //! * [`bridge`] and [`futures`]: Rust futures as Python awaitables (`RustFuture`,
 //!   `sleep`, `count_primes`, `live_futures`).
+//! * [`stream`]: Rust streams as Python async iterators (`RustStream`, `ticks`, `primes`,
+//!   `live_streams`), and [`semaphore`]: an async context manager (`Semaphore`), both
+//!   built on `bridge`; [`sieve`]: the prime sieve `count_primes` and `primes` share.
 //! * [`baselines`]: the same futures as the ecosystem writes them (PyO3 `async fn`,
 //!   pyo3-async-runtimes), to compare against.
 //! * [`slots`]: the type slots filled by hand, the hot path of every step.
+//! * [`protocol`]: what every coroutine-like class shares (states, errors, `throw`'s
+//!   exception, panics, [`protocol::Step`], `await`'s iterator and one step of it).
 //! * [`compat`]: what differs between CPython versions.
 //!
-//! Each file has a namesake in the sibling crate `pyo3-0.12-pyproto`, which builds the
-//! same module with the PyO3 0.12 idioms of late 2020.
+//! The dependencies run one way: this file wires everything; the feature modules use
+//! `slots`, `protocol` and `compat` (`futures`, `stream`, `semaphore` and `baselines` are
+//! built on `bridge`; `sieve` is plain Rust that anything may use);
+//! `slots` uses `protocol`, which uses `compat`. Each file has a namesake in the sibling
+//! crate `pyo3-0.12-pyproto`, which builds the same module with the PyO3 0.12 idioms of
+//! late 2020.
 
 pub mod baselines;
 pub mod bridge;
@@ -22,13 +31,20 @@ pub mod coroutine;
 pub mod delegate;
 pub mod driver;
 pub mod futures;
+pub mod protocol;
+pub mod semaphore;
+pub mod sieve;
 pub mod slots;
+pub mod stream;
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::bridge::RustFuture;
 use crate::coroutine::RustCoroutine;
 use crate::delegate::RustAwait;
+use crate::semaphore::Semaphore;
+use crate::stream::RustStream;
 
 // ANCHOR: module
 /// Python awaitables written in Rust with PyO3's #[pymethods].
@@ -40,13 +56,24 @@ fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     coroutine::register(m)?; // ready, countdown
     delegate::register(m)?; // delegate
     futures::register(m)?; // sleep, count_primes, live_futures
+    stream::register(m)?; // ticks, primes, live_streams
     m.add_submodule(&baselines::module(m.py())?)?;
 
     m.add_class::<RustCoroutine>()?;
     m.add_class::<RustAwait>()?;
     m.add_class::<RustFuture>()?;
+    m.add_class::<RustStream>()?;
+    m.add_class::<Semaphore>()?;
     // The hand-filled slots of each step (`slots`): a test checks they are the ones used.
-    m.setattr("_FAST_SLOTS", slots::install_all(m.py())?)?;
+    let fast_slots = PyDict::new(m.py());
+    fast_slots.set_item("RustCoroutine", slots::install::<RustCoroutine>(m.py())?)?;
+    fast_slots.set_item("RustAwait", slots::install::<RustAwait>(m.py())?)?;
+    m.setattr("_FAST_SLOTS", fast_slots)?;
+    // Private (not in `__all__`): the tests' way to make the next slot step panic.
+    m.setattr(
+        "_panic_next_step",
+        wrap_pyfunction!(slots::panic_next_step, m)?,
+    )?;
     // asyncio.iscoroutine, create_task, ensure_future and gather accept them.
     for class in [
         m.py().get_type::<RustCoroutine>(),

@@ -4,8 +4,8 @@
 //! slot wrappers, and has no name at all for CPython 3.10's `am_send`. The wrappers are
 //! correct but general: each step goes through PyO3's error state, and a returned value
 //! is built as `StopIteration((value,))` and normalised. Here each class that is stepped
-//! on every `await` ([`RustCoroutine`](crate::coroutine::RustCoroutine) and
-//! [`RustAwait`](crate::delegate::RustAwait)) gets three small C functions instead:
+//! on every `await` (each [`Stepped`] class: `lib.rs` installs them) gets three small C
+//! functions instead:
 //!
 //! * `am_await`: returns the object itself, as the `__await__` method does;
 //! * `tp_iternext`: one step; a returned value leaves as CPython's own generators return
@@ -20,43 +20,43 @@
 //! with), and the semantics of both paths are those of the class's one step function.
 //! `_FAST_SLOTS` in the module lists the installed functions by address, and a test
 //! compares them with the type object's slots, so a silent fallback fails the suite.
+//!
+//! No panic unwinds out of these `extern "C"` functions: each body runs inside
+//! `catch_unwind`, and a panic leaves as `PanicException` set as the Python error.
+//! `_panic_next_step` (a module function) makes the next step panic, for the tests.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict};
 use pyo3::PyClass;
 
+use crate::protocol::{self, Step};
+
 // ANCHOR: stepped
-/// How one step of a coroutine ended, when it did not raise.
-pub(crate) enum Sent<'py> {
-    /// Suspended, yielding this value.
-    Yield(Bound<'py, PyAny>),
-    /// Finished, returning this value.
-    Return(Bound<'py, PyAny>),
-}
-
-impl<'py> Sent<'py> {
-    /// The step as a `send`/`__next__` method returns it: a returned value is raised as
-    /// `StopIteration`.
-    pub(crate) fn into_method_result(self) -> PyResult<Py<PyAny>> {
-        match self {
-            Sent::Yield(value) => Ok(value.unbind()),
-            Sent::Return(value) => Err(crate::compat::stop_iteration(value)),
-        }
-    }
-}
-
 /// A class whose instances are stepped through the slots of this module.
 pub(crate) trait Stepped: PyClass {
     /// One step: what `send(sent)` does.
-    fn send_step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Sent<'py>>;
+    fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>>;
 }
 // ANCHOR_END: stepped
 
-/// Runs one step of the `T` at `slf`, catching a panic.
+/// Runs the body of a slot function, the whole of it: a panic does not unwind out of the
+/// `extern "C"` function (which would abort the process) but is set as the Python error,
+/// `PanicException`, and the slot returns `failed`. (A panic while reporting a panic,
+/// in PyO3's making of its exception type, would still abort: never a silent unwind.)
+fn no_unwind<R>(py: Python<'_>, failed: R, body: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        protocol::panic_error(payload).restore(py);
+        failed
+    })
+}
+
+/// Runs one step of the `T` at `slf`.
 ///
 /// The slots take the thread as attached (`Python::assume_attached`) without telling
 /// PyO3 (`Python::attach` would, at the price of a `PyGILState_Ensure`/`Release` pair
@@ -74,34 +74,56 @@ unsafe fn step<'py, T: Stepped>(
     py: Python<'py>,
     slf: *mut ffi::PyObject,
     sent: *mut ffi::PyObject,
-) -> Option<Sent<'py>> {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: as the caller guarantees: live borrowed references (a new reference to
-        // each is taken), `slf` of exactly type `T`.
-        let (slf, sent) = unsafe {
-            let sent = if sent.is_null() { ffi::Py_None() } else { sent };
-            (
-                Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>(),
-                Bound::from_borrowed_ptr(py, sent),
-            )
-        };
-        T::send_step(&slf, &sent)
-    }));
-    match outcome {
-        Ok(Ok(sent)) => Some(sent),
-        Ok(Err(err)) => {
-            err.restore(py);
-            None
-        }
-        Err(payload) => {
-            crate::bridge::panic_error(payload).restore(py);
-            None
-        }
+) -> PyResult<Step<'py>> {
+    // SAFETY: as the caller guarantees: live borrowed references (a new reference to each
+    // is taken), `slf` of exactly type `T`.
+    let (slf, sent) = unsafe {
+        let sent = if sent.is_null() { ffi::Py_None() } else { sent };
+        (
+            Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>(),
+            Bound::from_borrowed_ptr(py, sent),
+        )
+    };
+    T::step(&slf, &sent)
+}
+
+// ANCHOR: panic_hook
+thread_local! {
+    /// The message `_panic_next_step` armed on this thread, if any.
+    static PANIC_NEXT_STEP: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// How many threads have a message armed: while none has, a step pays one atomic load
+/// for the hook and never touches the thread-local.
+static ARMED: AtomicUsize = AtomicUsize::new(0);
+
+/// _panic_next_step(message) -> None: the next step of a `RustCoroutine` or `RustAwait`
+/// through a hand-filled slot (`tp_iternext` or `am_send`) on this thread panics with
+/// `message`, after the step itself, where the slot builds its result. For the tests of
+/// the guarantee that no panic unwinds out of a slot.
+#[pyfunction]
+#[pyo3(name = "_panic_next_step")]
+pub fn panic_next_step(message: String) {
+    let was_armed = PANIC_NEXT_STEP.with_borrow_mut(|armed| armed.replace(message).is_some());
+    if !was_armed {
+        ARMED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+/// Panics if `_panic_next_step` armed a message on this thread (disarming it).
+fn panic_if_armed() {
+    if ARMED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if let Some(message) = PANIC_NEXT_STEP.with_borrow_mut(Option::take) {
+        ARMED.fetch_sub(1, Ordering::Relaxed);
+        panic!("{message}");
+    }
+}
+// ANCHOR_END: panic_hook
+
 // ANCHOR: slots
-/// `am_await`: the object is its own iterator.
+/// `am_await`: the object is its own iterator. (Nothing in it can panic.)
 unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython passes a live object and takes the new reference returned.
     unsafe { ffi::Py_IncRef(slf) };
@@ -111,22 +133,31 @@ unsafe extern "C" fn await_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
 /// `tp_iternext`: one step with `None`; a returned value raised as `StopIteration`.
 unsafe extern "C" fn iternext<T: Stepped>(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls slots on an attached thread (see `step` for why PyO3 is not
-    // told), with a live instance of the type the slot is installed on (`T`'s, see
-    // `install`).
-    unsafe {
-        let py = Python::assume_attached();
-        match step::<T>(py, slf, ptr::null_mut()) {
-            Some(Sent::Yield(value)) => value.into_ptr(),
+    // told).
+    let py = unsafe { Python::assume_attached() };
+    no_unwind(py, ptr::null_mut(), || {
+        // SAFETY: attached; CPython passes a live instance of the type the slot is
+        // installed on (`T`'s, see `install`).
+        let stepped = unsafe { step::<T>(py, slf, ptr::null_mut()) };
+        let stepped = match stepped {
+            Ok(stepped) => stepped,
+            Err(err) => {
+                err.restore(py);
+                return ptr::null_mut();
+            }
+        };
+        panic_if_armed();
+        match stepped {
+            Step::Yield(value) => value.into_ptr(),
             // A return of `None` is signalled with no exception at all, as a generator's
             // `tp_iternext` does: `next()` and `await` read it as `StopIteration()`.
-            Some(Sent::Return(value)) if value.is_none() => ptr::null_mut(),
-            Some(Sent::Return(value)) => {
+            Step::Return(value) if value.is_none() => ptr::null_mut(),
+            Step::Return(value) => {
                 raise_stop_iteration(&value);
                 ptr::null_mut()
             }
-            None => ptr::null_mut(),
         }
-    }
+    })
 }
 
 // ANCHOR: raise_stop_iteration
@@ -147,7 +178,10 @@ fn raise_stop_iteration(value: &Bound<'_, PyAny>) {
     unsafe {
         let stop = ffi::PyExc_StopIteration;
         let v = value.as_ptr();
-        if cfg!(not(Py_3_12)) && ffi::PyTuple_Check(v) == 0 && ffi::PyExceptionInstance_Check(v) == 0 {
+        if cfg!(not(Py_3_12))
+            && ffi::PyTuple_Check(v) == 0
+            && ffi::PyExceptionInstance_Check(v) == 0
+        {
             ffi::PyErr_SetObject(stop, v);
             return;
         }
@@ -166,8 +200,9 @@ fn raise_stop_iteration(value: &Bound<'_, PyAny>) {
 /// Attached; `value` is a live object.
 unsafe fn new_stop_iteration(value: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: as the caller guarantees. `StopIteration` is a static, ready type whose
-    // `tp_new` (`BaseException_new`) and `tp_init` (`StopIteration_init`) are never NULL;
-    // both take the argument tuple borrowed, and the tuple is released on every path.
+    // `tp_new` (`BaseException_new`) and `tp_init` (`StopIteration_init`) are never NULL
+    // (were one, the `expect` would panic inside the slot's `catch_unwind`); both take the
+    // argument tuple borrowed, and the tuple is released on every path.
     unsafe {
         let stop = ffi::PyExc_StopIteration.cast::<ffi::PyTypeObject>();
         let args = ffi::PyTuple_New(1);
@@ -176,7 +211,10 @@ unsafe fn new_stop_iteration(value: *mut ffi::PyObject) -> *mut ffi::PyObject {
         }
         ffi::Py_IncRef(value);
         ffi::PyTuple_SetItem(args, 0, value); // steals the reference; cannot fail here
-        let (new, init) = ((*stop).tp_new.expect("tp_new"), (*stop).tp_init.expect("tp_init"));
+        let (new, init) = (
+            (*stop).tp_new.expect("tp_new"),
+            (*stop).tp_init.expect("tp_init"),
+        );
         let mut instance = new(stop, args, ptr::null_mut());
         if !instance.is_null() && init(instance, args, ptr::null_mut()) < 0 {
             ffi::Py_DecRef(instance);
@@ -189,31 +227,44 @@ unsafe fn new_stop_iteration(value: *mut ffi::PyObject) -> *mut ffi::PyObject {
 // ANCHOR_END: raise_stop_iteration
 
 /// `am_send` (CPython 3.10+): one step with `arg`; a returned value goes to `*result`.
+/// On `PYGEN_ERROR`, `*result` is NULL (debug builds of CPython assert it).
 #[cfg(Py_3_10)]
 unsafe extern "C" fn am_send<T: Stepped>(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
-    // SAFETY: as in `iternext`; `arg` is a live object (or NULL, taken as None), and
-    // `result` the out-pointer CPython passed, which takes the new reference.
-    unsafe {
-        let py = Python::assume_attached();
-        let (status, value) = match step::<T>(py, slf, arg) {
-            Some(Sent::Yield(value)) => (ffi::PySendResult::PYGEN_NEXT, value),
-            Some(Sent::Return(value)) => (ffi::PySendResult::PYGEN_RETURN, value),
-            None => return ffi::PySendResult::PYGEN_ERROR,
+    use ffi::PySendResult::{PYGEN_ERROR, PYGEN_NEXT, PYGEN_RETURN};
+    // SAFETY: as in `iternext`.
+    let py = unsafe { Python::assume_attached() };
+    let (status, value) = no_unwind(py, (PYGEN_ERROR, ptr::null_mut()), || {
+        // SAFETY: as in `iternext`; `arg` is a live object (or NULL, taken as None).
+        let stepped = unsafe { step::<T>(py, slf, arg) };
+        let stepped = match stepped {
+            Ok(stepped) => stepped,
+            Err(err) => {
+                err.restore(py);
+                return (PYGEN_ERROR, ptr::null_mut());
+            }
         };
-        *result = value.into_ptr();
-        status
-    }
+        panic_if_armed();
+        match stepped {
+            Step::Yield(value) => (PYGEN_NEXT, value.into_ptr()),
+            Step::Return(value) => (PYGEN_RETURN, value.into_ptr()),
+        }
+    });
+    // SAFETY: `result` is the out-pointer CPython passed, valid for a write; it takes the
+    // new reference (or NULL, on an error).
+    unsafe { *result = value };
+    status
 }
 // ANCHOR_END: slots
 
 // ANCHOR: install
 /// Fills `am_await`, `tp_iternext` and (3.10+) `am_send` of `T`'s type with the
-/// functions above; returns each installed slot's name and the function's address.
-pub(crate) fn install<T: Stepped>(py: Python<'_>) -> Vec<(&'static str, usize)> {
+/// functions above; returns each installed slot's name and the function's address, the
+/// entry of `T` in the module's `_FAST_SLOTS`.
+pub(crate) fn install<T: Stepped>(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let class = py.get_type::<T>();
     let type_object = class.as_type_ptr();
     let mut installed = Vec::new();
@@ -238,15 +289,6 @@ pub(crate) fn install<T: Stepped>(py: Python<'_>) -> Vec<(&'static str, usize)> 
         }
         ffi::PyType_Modified(type_object);
     }
-    installed
+    installed.into_py_dict(py)
 }
 // ANCHOR_END: install
-
-/// `install` for every stepped class of the module, as the `dict` the module exposes as
-/// `_FAST_SLOTS` (`{"RustCoroutine": {"tp_iternext": address, ...}, ...}`).
-pub fn install_all(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let all = PyDict::new(py);
-    all.set_item("RustCoroutine", install::<crate::coroutine::RustCoroutine>(py).into_py_dict(py)?)?;
-    all.set_item("RustAwait", install::<crate::delegate::RustAwait>(py).into_py_dict(py)?)?;
-    Ok(all)
-}

@@ -1,6 +1,6 @@
 """Python awaitables written in Rust with today's PyO3 (#[pymethods])."""
 
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar, final, overload
 
@@ -12,14 +12,19 @@ __all__ = [
     "RustAwait",
     "RustCoroutine",
     "RustFuture",
+    "RustStream",
+    "Semaphore",
     "baselines",
     "count_primes",
     "countdown",
     "delegate",
     "drive",
     "live_futures",
+    "live_streams",
+    "primes",
     "ready",
     "sleep",
+    "ticks",
 ]
 
 _T = TypeVar("_T")
@@ -39,7 +44,9 @@ class _CoroutineProtocol(Coroutine[Any, Any, _T], Generic[_T]):
         self, typ: type[BaseException], val: object = None, tb: TracebackType | None = None, /
     ) -> Any: ...
     @overload
-    def throw(self, typ: BaseException, val: None = None, tb: TracebackType | None = None, /) -> Any: ...
+    def throw(
+        self, typ: BaseException, val: None = None, tb: TracebackType | None = None, /
+    ) -> Any: ...
     def close(self) -> None: ...
 
 def drive(awaitable: Awaitable[_T]) -> _T:
@@ -75,3 +82,56 @@ def count_primes(n: int) -> RustFuture[int]:
 
 def live_futures() -> int:
     """How many Rust futures of this module are alive right now."""
+
+@final
+class RustStream(AsyncIterator[int]):
+    """A Rust stream, an async iterator for asyncio; made by `ticks` or `primes`.
+
+    One `__anext__` at a time: awaiting a second while one is pending raises
+    RuntimeError. A cancelled `__anext__` loses no item: the next one gives it.
+    """
+
+    def __aiter__(self) -> RustStream: ...
+    def __anext__(self) -> RustFuture[int]:
+        """An awaitable giving the next item, or raising StopAsyncIteration at the end."""
+
+    def aclose(self) -> RustFuture[None]:
+        """An awaitable that, awaited, drops the Rust stream at once (its worker stops)."""
+
+def ticks(n: int, interval: float = 0.0) -> RustStream:
+    """A stream of the ints 0 ... n-1, each `interval` seconds after the one before."""
+
+def primes(n: int, buffer: int = 64) -> RustStream:
+    """A stream of the primes below `n` (at most 2**40), found on a worker thread without
+    the interpreter lock, never more than `buffer` primes ahead of the consumer."""
+
+def live_streams() -> int:
+    """How many Rust streams of this module are alive right now."""
+
+@final
+class Semaphore:
+    """A bounded semaphore that tasks of every event loop of the process may share.
+
+    First come, first served; a task cancelled while waiting takes no permit.
+    """
+
+    def __new__(cls, value: int = 1) -> Semaphore: ...
+    def acquire(self) -> RustFuture[Literal[True]]:
+        """An awaitable that waits for a permit and gives True."""
+
+    def release(self) -> None:
+        """Give a permit back: ValueError if none is held."""
+
+    def locked(self) -> bool:
+        """Whether an acquire() would have to wait."""
+
+    def __aenter__(self) -> RustFuture[None]:
+        """An awaitable that waits for a permit (`async with sem:`)."""
+
+    def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        val: BaseException | None,
+        tb: TracebackType | None,
+    ) -> RustFuture[None]:
+        """Release the permit; the awaitable gives None (exceptions propagate)."""

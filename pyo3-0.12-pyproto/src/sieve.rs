@@ -1,0 +1,104 @@
+//! The segmented sieve of Eratosthenes behind `count_primes` (`futures.rs`) and `primes`
+//! (`stream.rs`): pure Rust, no Python, so that both feature modules can use it without
+//! using each other. The same file, word for word, is in the 0.12 crate.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The largest `n` the sieve takes: it keeps the primes up to √n in memory.
+pub(crate) const MAX_BELOW: u64 = 1 << 40;
+
+/// The numbers sieved at a time: one segment takes well under a millisecond.
+const SEGMENT: u64 = 1 << 15;
+
+// ANCHOR: for_each_prime_below
+/// Calls `each` with every prime below `n`, in increasing order, one segment at a time.
+///
+/// Stops early, returning `Break(())`, when `each` returns `Break(())` or when
+/// `cancelled` is found set (it is checked before each segment); `Continue(())` once
+/// every prime was handed over.
+pub(crate) fn for_each_prime_below(
+    n: u64,
+    cancelled: &AtomicBool,
+    mut each: impl FnMut(u64) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    if n < 3 {
+        return ControlFlow::Continue(());
+    }
+    // The primes up to √n, by a plain sieve: they strike out the composites of a segment.
+    let root = (n as f64).sqrt() as u64 + 1;
+    let mut composite = vec![false; root as usize + 1];
+    let mut base = Vec::new();
+    for i in 2..=root {
+        if !composite[i as usize] {
+            base.push(i);
+            let mut j = i * i;
+            while j <= root {
+                composite[j as usize] = true;
+                j += i;
+            }
+        }
+    }
+    let mut sieve = vec![false; SEGMENT as usize];
+    let mut low = 0;
+    while low < n {
+        if cancelled.load(Ordering::Relaxed) {
+            return ControlFlow::Break(());
+        }
+        let high = (low + SEGMENT).min(n);
+        sieve.iter_mut().for_each(|c| *c = false);
+        for &p in base.iter().take_while(|&&p| p * p < high) {
+            let mut multiple = (low.div_ceil(p) * p).max(p * p);
+            while multiple < high {
+                sieve[(multiple - low) as usize] = true;
+                multiple += p;
+            }
+        }
+        for i in low.max(2)..high {
+            if !sieve[(i - low) as usize] {
+                each(i)?;
+            }
+        }
+        low = high;
+    }
+    ControlFlow::Continue(())
+}
+// ANCHOR_END: for_each_prime_below
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn primes(n: u64) -> Vec<u64> {
+        let mut found = Vec::new();
+        let _ = for_each_prime_below(n, &AtomicBool::new(false), |p| {
+            found.push(p);
+            ControlFlow::Continue(())
+        });
+        found
+    }
+
+    #[test]
+    fn small() {
+        assert_eq!(primes(0), Vec::<u64>::new());
+        assert_eq!(primes(3), vec![2]);
+        assert_eq!(primes(30), vec![2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
+        assert_eq!(primes(1_000_000).len(), 78_498);
+    }
+
+    #[test]
+    fn stops() {
+        let mut seen = 0;
+        let ended = for_each_prime_below(1000, &AtomicBool::new(false), |_| {
+            seen += 1;
+            if seen == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!((ended, seen), (ControlFlow::Break(()), 3));
+        let cancelled = AtomicBool::new(true);
+        assert!(for_each_prime_below(1000, &cancelled, |_| ControlFlow::Continue(())).is_break());
+    }
+}
