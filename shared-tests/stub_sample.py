@@ -1,6 +1,7 @@
 """A program type-checked against each era's stubs (the test substitutes the module)."""
 
 import asyncio
+from typing import List  # the sample is also checked as Python 3.7 code
 
 import ERA_MODULE as m
 
@@ -21,7 +22,7 @@ total: int = asyncio.run(main())
 driven: object = m.drive(m.countdown(3, None))
 
 
-async def streams_and_semaphore() -> list[int]:
+async def streams_and_semaphore() -> "List[int]":
     ticked = [i async for i in m.ticks(3, interval=0.0)]
     stream: m.RustStream = m.primes(100, buffer=8)
     first: int = await stream.__anext__()
@@ -34,4 +35,4 @@ async def streams_and_semaphore() -> list[int]:
     return ticked + [first, m.live_streams(), int(acquired), int(locked)]
 
 
-streamed: list[int] = asyncio.run(streams_and_semaphore())
+streamed: "List[int]" = asyncio.run(streams_and_semaphore())

@@ -43,6 +43,7 @@ from async_helpers import (
     sieve,
     step,
     wait_until,
+    wait_until_async,
 )
 
 # A primes stream with this much room in its queue keeps its worker busy for a while
@@ -448,7 +449,7 @@ def test_private_hook_produced_never_more_than_buffer_ahead(era, buffer):
     assert run(main) == 1 + 4 + 7 + 10 + 13
 
 
-async def wait_until_filled(stream, target, timeout=1.0):
+async def wait_until_filled(stream, target, timeout=10.0):
     deadline = time.monotonic() + timeout
     while stream._produced < target:
         if time.monotonic() > deadline:
@@ -469,20 +470,25 @@ def test_private_hook_produced_counts_every_prime(era):
 # --- the worker stops: aclose, break, cancellation, garbage collection -------------------
 
 
-def assert_worker_stopped(era, before, record_property, event):
-    """``live_streams()`` is back to ``before`` (polled: allowed 1 s, measured and recorded
-    against the contract's 100 ms), and no worker burns CPU any more."""
-    elapsed = wait_until(lambda: era.live_streams() == before, timeout=1.0)
-    assert elapsed is not None, (
-        f"live_streams() is {era.live_streams()}, not back to {before}, 1 s after {event}"
-    )
-    record_property(f"live_streams_back_after_{event}_seconds", round(elapsed, 4))
-    time.sleep(0.1)  # the contract's 100 ms for the worker to see it must stop
+def assert_dropped(era, fell, record_testsuite_property, event):
+    """``fell``: the seconds ``live_streams()`` took to fall back after ``event`` (``None``:
+    not within 1 s). Allowed 1 s, for a loaded machine; recorded in the JUnit report (a
+    test-suite property: per-test ones do not suit JUnit's xunit2) against the contract's
+    "at once" and 100 ms."""
+    assert fell is not None, f"live_streams() did not fall within 1 s of {event}"
+    name = f"{era.ERA}_live_streams_fell_after_{event}_seconds"
+    record_testsuite_property(name, round(fell, 4))
+
+
+def assert_worker_idle(event):
+    """No worker burns CPU any more, 100 ms (the contract's bound) after ``event``."""
+    time.sleep(0.1)
     used = cpu_while_sleeping(0.3)
     assert used < 0.1, f"{used:.2f} s of CPU in 0.3 s after {event}: the worker still runs"
 
 
-def test_aclose_stops_the_worker(era, record_property):
+def test_aclose_stops_the_worker(era, record_testsuite_property):
+    """``aclose()`` drops the Rust stream at once, while the Python object lives on."""
     before = live_before(era)
 
     async def main():
@@ -490,13 +496,17 @@ def test_aclose_stops_the_worker(era, record_property):
         assert era.live_streams() == before + 1
         items = await collect(stream, 10)
         assert await stream.aclose() is None
-        return items
+        fell = await wait_until_async(lambda: era.live_streams() == before)
+        return items, fell, stream
 
-    assert run(main) == FIRST_PRIMES
-    assert_worker_stopped(era, before, record_property, "aclose")
+    items, fell, stream = run(main)
+    assert items == FIRST_PRIMES
+    assert_dropped(era, fell, record_testsuite_property, "aclose")
+    assert_worker_idle("aclose")
+    del stream
 
 
-def test_break_then_aclose_stops_the_worker(era, record_property):
+def test_break_then_aclose_stops_the_worker(era, record_testsuite_property):
     before = live_before(era)
 
     async def main():
@@ -504,16 +514,19 @@ def test_break_then_aclose_stops_the_worker(era, record_property):
         async for prime in stream:
             if prime > 100:
                 break
+        assert era.live_streams() == before + 1  # ``break`` alone leaves it open
         await stream.aclose()
-        # ``break`` alone leaves it open; aclose() closed it for good.
-        return await outcome_of(stream.__anext__)
+        fell = await wait_until_async(lambda: era.live_streams() == before)
+        return await outcome_of(stream.__anext__), fell
 
-    assert run(main) == ("stop",)
-    assert_worker_stopped(era, before, record_property, "break_aclose")
+    after, fell = run(main)
+    assert after == ("stop",)
+    assert_dropped(era, fell, record_testsuite_property, "break_aclose")
+    assert_worker_idle("break_aclose")
 
 
 @needs_anext
-def test_break_out_of_aclosing_stops_the_worker(era, record_property):
+def test_break_out_of_aclosing_stops_the_worker(era, record_testsuite_property):
     before = live_before(era)
 
     async def main():
@@ -521,12 +534,15 @@ def test_break_out_of_aclosing_stops_the_worker(era, record_property):
             async for prime in stream:
                 if prime > 100:
                     break
+        return await wait_until_async(lambda: era.live_streams() == before), stream
 
-    run(main)
-    assert_worker_stopped(era, before, record_property, "aclosing")
+    fell, stream = run(main)
+    assert_dropped(era, fell, record_testsuite_property, "aclosing")
+    assert_worker_idle("aclosing")
+    del stream
 
 
-def test_a_cancelled_consumer_leaves_the_stream_open_until_aclose(era, record_property):
+def test_a_cancelled_consumer_leaves_the_stream_open_until_aclose(era, record_testsuite_property):
     """Cancelling a Task that iterates cancels its pending ``__anext__`` only: the stream
     stays open and usable (the contract stops the worker on aclose or collection)."""
     before = live_before(era)
@@ -541,7 +557,12 @@ def test_a_cancelled_consumer_leaves_the_stream_open_until_aclose(era, record_pr
                 await asyncio.sleep(0)
 
         task = asyncio.ensure_future(consumer())
-        await asyncio.sleep(0.05)
+        # Some items in (not a fixed sleep: the worker may start late on a loaded machine).
+        for _ in range(1000):
+            if len(seen) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert seen, "the consumer received no item in 10 s"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -550,13 +571,16 @@ def test_a_cancelled_consumer_leaves_the_stream_open_until_aclose(era, record_pr
         assert following > seen[-1]
         assert following == sieve(following + 1)[len(seen)]  # none lost, none repeated
         await stream.aclose()
+        return await wait_until_async(lambda: era.live_streams() == before), stream
 
-    run(main)
-    assert_worker_stopped(era, before, record_property, "cancel_aclose")
+    fell, stream = run(main)
+    assert_dropped(era, fell, record_testsuite_property, "cancel_aclose")
+    assert_worker_idle("cancel_aclose")
+    del stream
 
 
 @pytest.mark.parametrize("kind", ["primes", "ticks"])
-def test_a_collected_stream_stops_its_worker(era, kind, record_property):
+def test_a_collected_stream_stops_its_worker(era, kind, record_testsuite_property):
     before = live_before(era)
     stream = era.primes(2**40, BUSY_BUFFER) if kind == "primes" else era.ticks(100, 0.01)
     expected = FIRST_PRIMES[:3] if kind == "primes" else [0, 1, 2]
@@ -564,7 +588,9 @@ def test_a_collected_stream_stops_its_worker(era, kind, record_property):
     assert era.live_streams() == before + 1
     del stream
     gc.collect()
-    assert_worker_stopped(era, before, record_property, "collection")
+    fell = wait_until(lambda: era.live_streams() == before)
+    assert_dropped(era, fell, record_testsuite_property, f"collection_of_{kind}")
+    assert_worker_idle("collection")
 
 
 @pytest.mark.valgrind
