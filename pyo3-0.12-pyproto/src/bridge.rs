@@ -593,12 +593,7 @@ mod methods {
             check_throw_arguments(args)?;
             let thrown = thrown_exception(args)?;
             let mut this = begin(slf)?;
-            let started = match this.state {
-                State::Finished => return Err(reuse_error()),
-                State::Running => return Err(already_executing()),
-                State::Created => false,
-                State::Suspended => true,
-            };
+            let started = this.state.started_for_throw()?;
             this.end(py);
             Err(escaping(py, thrown, started))
         }

@@ -123,12 +123,7 @@ mod methods {
             // Normalised before borrowing: instantiating the exception runs Python code.
             let thrown = thrown_exception(args)?;
             let mut this = begin(slf)?;
-            let started = match this.state {
-                State::Finished => return Err(reuse_error()),
-                State::Running => return Err(already_executing()),
-                State::Created => false,
-                State::Suspended => true,
-            };
+            let started = this.state.started_for_throw()?;
             let value = this.finish();
             drop(this);
             drop(value); // may run arbitrary `__del__`: after the borrow is released

@@ -52,6 +52,17 @@ impl State {
             State::Finished => "closed",
         }
     }
+
+    /// Whether a `throw` into a coroutine in this state finds it started (suspended at a
+    /// yield) or not; a finished or running one refuses the throw, with CPython's errors.
+    pub(crate) fn started_for_throw(self) -> PyResult<bool> {
+        match self {
+            State::Finished => Err(reuse_error()),
+            State::Running => Err(already_executing()),
+            State::Created => Ok(false),
+            State::Suspended => Ok(true),
+        }
+    }
 }
 
 /// What a finished coroutine raises when stepped again.

@@ -537,12 +537,7 @@ impl RustFuture {
         check_throw_arguments(args)?;
         let thrown = thrown_exception(args)?;
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
-        let started = match this.state {
-            State::Finished => return Err(reuse_error()),
-            State::Running => return Err(already_executing()),
-            State::Created => false,
-            State::Suspended => true,
-        };
+        let started = this.state.started_for_throw()?;
         this.end(py);
         Err(escaping(py, thrown, started))
     }
