@@ -1,7 +1,7 @@
-"""Helpers for the tests of contract sections 5 (``RustStream``) and 6 (``Semaphore``):
+"""Helpers for the tests of the API reference's sections 5 (``RustStream``) and 6 (``Semaphore``):
 running a coroutine on a chosen loop, the native async generator a ``ticks`` stream is
 compared with, the stream operations the comparisons and the properties replay, the
-contract's expected outcomes for them, and polling for things that happen asynchronously."""
+reference's expected outcomes for them, and polling for things that happen asynchronously."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ async def run_stream_script(stream, ops):
 
 
 def contract_violation(items, ops, outcomes):
-    """Checks ``outcomes`` (of ``ops`` on a stream over ``items``) against the contract;
+    """Checks ``outcomes`` (of ``ops`` on a stream over ``items``) against the API reference;
     returns ``None`` or a description of the first step that breaks it.
 
     The stream delivers ``items`` in order, each once, none skipped: every cancelled
@@ -171,7 +171,7 @@ def contract_violation(items, ops, outcomes):
                 allowed.append(("cancelled",))
         if got not in allowed:
             return (
-                f"step {index} ({op}) of {ops}: got {got!r}, the contract allows {allowed!r} "
+                f"step {index} ({op}) of {ops}: got {got!r}, the API reference allows {allowed!r} "
                 f"(outcomes so far: {outcomes[:index]})"
             )
         if got[0] == "item":

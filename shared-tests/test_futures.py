@@ -14,22 +14,13 @@ import time
 
 import pytest
 
+from async_helpers import run
+
 # Part of the core that the *-valgrind tox environments run under memcheck (not the tests
 # marked slow).
 pytestmark = pytest.mark.valgrind
 
 PRIMES_BELOW_20M = 1_270_607
-
-
-def run(coro_factory, loop_factory=None):
-    """asyncio.run, optionally on another loop implementation (uvloop)."""
-    if loop_factory is None:
-        return asyncio.run(coro_factory())
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(coro_factory())
-    finally:
-        loop.close()
 
 
 def uvloop_factory():

@@ -1,7 +1,7 @@
-"""Contract section 6: ``Semaphore``, an async context manager on a Rust semaphore that
-every event loop of the process can share.
+"""API reference (docs/src/reference.md), section 6: ``Semaphore``, an async context
+manager on a Rust semaphore that every event loop of the process can share.
 
-Where the contract is silent it behaves as ``asyncio.BoundedSemaphore`` does on the
+Where the API reference is silent it behaves as ``asyncio.BoundedSemaphore`` does on the
 running Python; several tests run the same scenario on both, and a randomized one
 replays acquire/release/cancel scripts on both and compares who holds, who waits, who
 was cancelled, ``locked()`` and the errors.

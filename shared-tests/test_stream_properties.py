@@ -1,7 +1,7 @@
 """Property-based, contract section 5: hypothesis generates streams and sequences of the
 operations a ``RustStream`` shares with an async generator (``__anext__``, a cancelled
 ``__anext__``, one under a timing-out ``wait_for``, ``aclose()``, ``anext`` with a
-default), and the outcomes must be the contract's."""
+default), and the outcomes must be the API reference's."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Contract section 5: Rust streams as Python async iterators (``RustStream``): ``ticks``,
-``primes`` and ``live_streams``.
+"""API reference (docs/src/reference.md), section 5: Rust streams as Python async
+iterators (``RustStream``): ``ticks``, ``primes`` and ``live_streams``.
 
-Where the contract is silent a ``RustStream`` does what a native async generator does,
+Where the API reference is silent a ``RustStream`` does what a native async generator does,
 and several tests run the same scenario on both. The exception is cancellation: a
 cancelled ``__anext__`` of an async generator throws into its frame and ends it, while a
 ``RustStream`` keeps the item for the next ``__anext__``; there the expected outcomes are
@@ -473,7 +473,7 @@ def test_private_hook_produced_counts_every_prime(era):
 def assert_dropped(era, fell, record_testsuite_property, event):
     """``fell``: the seconds ``live_streams()`` took to fall back after ``event`` (``None``:
     not within 1 s). Allowed 1 s, for a loaded machine; recorded in the JUnit report (a
-    test-suite property: per-test ones do not suit JUnit's xunit2) against the contract's
+    test-suite property: per-test ones do not suit JUnit's xunit2) against the API reference's
     "at once" and 100 ms."""
     assert fell is not None, f"live_streams() did not fall within 1 s of {event}"
     name = f"{era.ERA}_live_streams_fell_after_{event}_seconds"
@@ -481,7 +481,7 @@ def assert_dropped(era, fell, record_testsuite_property, event):
 
 
 def assert_worker_idle(event):
-    """No worker burns CPU any more, 100 ms (the contract's bound) after ``event``."""
+    """No worker burns CPU any more, 100 ms (the API reference's bound) after ``event``."""
     time.sleep(0.1)
     used = cpu_while_sleeping(0.3)
     assert used < 0.1, f"{used:.2f} s of CPU in 0.3 s after {event}: the worker still runs"
@@ -544,7 +544,7 @@ def test_break_out_of_aclosing_stops_the_worker(era, record_testsuite_property):
 
 def test_a_cancelled_consumer_leaves_the_stream_open_until_aclose(era, record_testsuite_property):
     """Cancelling a Task that iterates cancels its pending ``__anext__`` only: the stream
-    stays open and usable (the contract stops the worker on aclose or collection)."""
+    stays open and usable (the API reference stops the worker on aclose or collection)."""
     before = live_before(era)
 
     async def main():
@@ -687,7 +687,7 @@ def test_pending_anext_of_a_finished_loop_loses_no_item(era):
     assert run(lambda: collect(stream)) == [0, 1]
 
 
-# --- randomized: against a native async generator, and against the contract ---------------
+# --- randomized: against a native async generator, and against the API reference ---------------
 
 
 def random_ops(rng, length):
@@ -699,7 +699,7 @@ def random_ops(rng, length):
 def test_ticks_match_a_native_async_generator(era, seed):
     """The same operations on ``ticks(n, interval)`` and on the native generator give the
     same outcomes, up to the first cancelled ``__anext__``; all along, the outcomes are
-    the contract's (a cancelled ``__anext__`` leaves its item for the next one)."""
+    the API reference's (a cancelled ``__anext__`` leaves its item for the next one)."""
     rng = random.Random(seed)
     n = rng.randrange(6)
     interval = rng.choice([0.0, 0.0, 0.002, 0.01])
