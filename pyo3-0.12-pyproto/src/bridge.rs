@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::once_cell::GILOnceCell;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -549,7 +549,9 @@ impl RustFuture {
                 self.settle(py, None)
             }
         };
-        if matches!(&result, Err(err) if !err.is_instance::<PyStopIteration>(py)) {
+        // A returned value is `Ok(Step::Return)`, not a `StopIteration` to recognise: an
+        // `Err` here is always a real error (and no exception is normalised per step).
+        if result.is_err() {
             self.state = State::Finished;
             self.task.discard(py);
         }

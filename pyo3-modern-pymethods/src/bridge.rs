@@ -34,17 +34,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::IntoPyObjectExt;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::compat;
 use crate::protocol::{
     already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
-    reuse_error, thrown_exception, State,
+    reuse_error, thrown_exception, State, Step,
 };
 
 /// A Rust future producing an [`Output`], boxed so that one class can hold any of them.
@@ -420,11 +419,11 @@ impl RustFuture {
     // ANCHOR: settle
     /// Ends the coroutine with the future's output, or suspends on a waiter. The slot's
     /// lock is not held while Python code runs.
-    fn settle(
+    fn settle<'py>(
         &mut self,
-        py: Python<'_>,
-        event_loop: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+        py: Python<'py>,
+        event_loop: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Step<'py>> {
         let taken = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
         let (future, waker, waiter) = match taken {
             Slot::Pending {
@@ -435,7 +434,7 @@ impl RustFuture {
             Slot::Ready(output) => {
                 self.state = State::Finished;
                 let value = output.and_then(|output| output.claim(py))?;
-                return Err(compat::stop_iteration(value.into_bound(py)));
+                return Ok(Step::Return(value.into_bound(py)));
             }
             Slot::Gone => {
                 self.state = State::Finished;
@@ -461,12 +460,12 @@ impl RustFuture {
             waiter: Some(waiter.clone_ref(py)),
         };
         self.state = State::Suspended;
-        Ok(waiter)
+        Ok(Step::Yield(waiter.into_bound(py)))
     }
     // ANCHOR_END: settle
 
     /// First step: find the loop, give the future its waker, poll it.
-    fn start(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn start<'py>(&mut self, py: Python<'py>) -> PyResult<Step<'py>> {
         let event_loop = running_loop(py)?;
         let task_waker = Arc::new(TaskWaker {
             task: Arc::downgrade(&self.task),
@@ -480,7 +479,7 @@ impl RustFuture {
         self.settle(py, Some(&event_loop))
     }
 
-    fn step(&mut self, py: Python<'_>, sent: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    fn step<'py>(&mut self, py: Python<'py>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
         let result = match self.state {
             State::Finished => return Err(reuse_error()),
             State::Running => return Err(already_executing()),
@@ -491,10 +490,9 @@ impl RustFuture {
                 self.settle(py, None)
             }
         };
-        if result
-            .as_ref()
-            .is_err_and(|err| !err.is_instance_of::<PyStopIteration>(py))
-        {
+        // A returned value is `Ok(Step::Return)`, not a `StopIteration` to recognise: an
+        // `Err` here is always a real error (and no exception is normalised per step).
+        if result.is_err() {
             self.state = State::Finished;
             self.task.discard(py);
         }
@@ -521,13 +519,13 @@ impl RustFuture {
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
-        this.step(py, py.None().bind(py))
+        this.step(py, py.None().bind(py))?.into_method_result()
     }
 
     #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
-        this.step(slf.py(), value)
+        this.step(slf.py(), value)?.into_method_result()
     }
 
     /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
