@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from bench import verdict  # one wording for the console table and the markdown
+
 # One colour per era (and grey for rows that run Python only), in the chart.
 COLOURS = ["#d95f02", "#1b9e77", "#7570b3"]
 NATIVE_COLOUR = "#888888"
@@ -30,17 +32,6 @@ def fmt_ns(ns: float) -> str:
 def md(text: str) -> str:
     """Text for a markdown table cell, outside code spans (``10**7`` is no emphasis)."""
     return text.replace("*", "\\*")
-
-
-def verdict(row: dict) -> str:
-    """Faster, slower, or not ranked against the baseline (the ranges overlap)."""
-    if row["name"] == row["baseline"]:
-        return "baseline"
-    if row["ratio_hi"] < 1:
-        return "faster"
-    if row["ratio_lo"] > 1:
-        return "slower"
-    return "≈ (ranges overlap: not ranked)"
 
 
 def header_line(report: dict) -> str:
