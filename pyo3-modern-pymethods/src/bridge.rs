@@ -45,6 +45,7 @@ use crate::protocol::{
     already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
     reuse_error, thrown_exception, State, Step,
 };
+use crate::slots::Stepped;
 
 /// A Rust future producing an [`Output`], boxed so that one class can hold any of them.
 type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
@@ -339,7 +340,7 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
 
 // ANCHOR: running_loop
 /// The running event loop of this thread, or the error that says there is none.
-fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
         py.import("asyncio.events")?
@@ -362,9 +363,26 @@ fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 #[pyclass(module = "pyo3_modern_pymethods")]
 pub struct RustFuture {
     state: State,
-    task: Arc<Task>,
+    /// Made by [`RustFuture::attempt_first`]: tried on the first step, before a waker,
+    /// the runtime or a waiter is made.
+    first: Option<Attempt>,
+    /// The Rust future on the bridge (`None` while only an attempt is there).
+    task: Option<Arc<Task>>,
 }
 // ANCHOR_END: class
+
+// ANCHOR: attempt
+/// What a first attempt found: the output at once, or a Rust future to wait on.
+pub(crate) enum Attempted {
+    /// Done on the first step: `await` returns this with no thread hop, waker or waiter.
+    Ready(Py<PyAny>),
+    /// Not ready: this future goes on the bridge (made with `new`/`new_with_unclaimed`).
+    Wait(RustFuture),
+}
+
+/// A first attempt, run once on the loop thread (the running loop already checked).
+type Attempt = Box<dyn FnOnce(Python<'_>) -> PyResult<Attempted> + Send + Sync>;
+// ANCHOR_END: attempt
 
 impl RustFuture {
     // ANCHOR: new
@@ -402,6 +420,24 @@ impl RustFuture {
     }
     // ANCHOR_END: new_with_unclaimed
 
+    // ANCHOR: attempt_first
+    /// An awaitable whose first step runs `attempt` (on the loop thread, after the check
+    /// for a running loop) before anything of the bridge is made: a result that is there
+    /// already (a stream's next item, a free permit) is returned by that very step, with
+    /// no boxed future, waker, runtime or waiter; otherwise the attempt hands over the
+    /// future to wait on, which goes on the bridge in the same step.
+    pub(crate) fn attempt_first<A>(attempt: A) -> Self
+    where
+        A: FnOnce(Python<'_>) -> PyResult<Attempted> + Send + Sync + 'static,
+    {
+        RustFuture {
+            state: State::Created,
+            first: Some(Box::new(attempt)),
+            task: None,
+        }
+    }
+    // ANCHOR_END: attempt_first
+
     fn from_boxed(boxed: BoxedFuture) -> Self {
         let slot = Slot::Pending {
             future: Counted::new(boxed),
@@ -410,10 +446,16 @@ impl RustFuture {
         };
         RustFuture {
             state: State::Created,
-            task: Arc::new(Task {
+            first: None,
+            task: Some(Arc::new(Task {
                 slot: Mutex::new(slot),
-            }),
+            })),
         }
+    }
+
+    /// The bridged task; a future with an attempt only has none until the attempt waits.
+    fn task(&self) -> PyResult<&Arc<Task>> {
+        self.task.as_ref().ok_or_else(reuse_error)
     }
 
     // ANCHOR: settle
@@ -424,7 +466,8 @@ impl RustFuture {
         py: Python<'py>,
         event_loop: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Step<'py>> {
-        let taken = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
+        let task = self.task()?.clone();
+        let taken = std::mem::replace(&mut *lock(&task.slot), Slot::Gone);
         let (future, waker, waiter) = match taken {
             Slot::Pending {
                 future,
@@ -454,7 +497,7 @@ impl RustFuture {
                 waiter.unbind()
             }
         };
-        *lock(&self.task.slot) = Slot::Pending {
+        *lock(&task.slot) = Slot::Pending {
             future,
             waker,
             waiter: Some(waiter.clone_ref(py)),
@@ -464,18 +507,29 @@ impl RustFuture {
     }
     // ANCHOR_END: settle
 
-    /// First step: find the loop, give the future its waker, poll it.
+    /// First step: find the loop, make the attempt if there is one, else (or if it
+    /// waits) give the future its waker and poll it.
     fn start<'py>(&mut self, py: Python<'py>) -> PyResult<Step<'py>> {
         let event_loop = running_loop(py)?;
+        if let Some(attempt) = self.first.take() {
+            match attempt(py)? {
+                Attempted::Ready(value) => {
+                    self.state = State::Finished;
+                    return Ok(Step::Return(value.into_bound(py)));
+                }
+                Attempted::Wait(RustFuture { task, .. }) => self.task = task,
+            }
+        }
+        let task = self.task()?.clone();
         let task_waker = Arc::new(TaskWaker {
-            task: Arc::downgrade(&self.task),
+            task: Arc::downgrade(&task),
             loop_waker: loop_waker_for(&event_loop)?,
             queued: AtomicBool::new(false),
         });
-        if let Slot::Pending { waker, .. } = &mut *lock(&self.task.slot) {
+        if let Slot::Pending { waker, .. } = &mut *lock(&task.slot) {
             *waker = Some(Waker::from(task_waker));
         }
-        self.task.poll_once();
+        release_now(py, task.poll_once());
         self.settle(py, Some(&event_loop))
     }
 
@@ -486,24 +540,44 @@ impl RustFuture {
             State::Created if !sent.is_none() => return Err(just_started_error()),
             State::Created => self.start(py),
             State::Suspended => {
-                self.task.poll_once(); // a resume without a wake-up costs one poll
+                // A resume without a wake-up costs one poll.
+                release_now(py, self.task()?.poll_once());
                 self.settle(py, None)
             }
         };
         // A returned value is `Ok(Step::Return)`, not a `StopIteration` to recognise: an
         // `Err` here is always a real error (and no exception is normalised per step).
         if result.is_err() {
-            self.state = State::Finished;
-            self.task.discard(py);
+            self.end(py);
         }
         result
     }
 
     fn end(&mut self, py: Python<'_>) {
         self.state = State::Finished;
-        self.task.discard(py);
+        self.first = None;
+        if let Some(task) = &self.task {
+            task.discard(py);
+        }
     }
 }
+
+/// Releases a waiter a poll returned (nobody waits on it any more: the Task is right
+/// here) through a `Bound`, at once even inside a hand-filled slot (see `slots.rs`).
+fn release_now(py: Python<'_>, waiter: Option<Py<PyAny>>) {
+    drop(waiter.map(|waiter| waiter.into_bound(py)));
+}
+
+// ANCHOR: fast_step
+/// The hand-filled slots (`slots.rs`): `await` steps a `RustFuture` with no PyO3 method
+/// trampoline, and a returned value leaves as a generator's does.
+impl Stepped for RustFuture {
+    fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
+        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        this.step(slf.py(), sent)
+    }
+}
+// ANCHOR_END: fast_step
 
 // ANCHOR: pymethods
 #[pymethods]
@@ -553,7 +627,10 @@ impl RustFuture {
     /// The waiter's done-callbacks reference the awaiting Task, which references this
     /// object: the garbage collector must see that edge to free an abandoned Task.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(slot) = self.task.slot.try_lock() {
+        let Some(task) = &self.task else {
+            return Ok(());
+        };
+        if let Ok(slot) = task.slot.try_lock() {
             match &*slot {
                 Slot::Pending {
                     waiter: Some(waiter),
@@ -568,8 +645,11 @@ impl RustFuture {
 
     fn __clear__(&mut self) {
         self.state = State::Finished;
-        let gone = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
-        drop(gone);
+        self.first = None;
+        if let Some(task) = &self.task {
+            let gone = std::mem::replace(&mut *lock(&task.slot), Slot::Gone);
+            drop(gone);
+        }
     }
 }
 // ANCHOR_END: pymethods

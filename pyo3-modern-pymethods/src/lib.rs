@@ -68,6 +68,7 @@ fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let fast_slots = PyDict::new(m.py());
     fast_slots.set_item("RustCoroutine", slots::install::<RustCoroutine>(m.py())?)?;
     fast_slots.set_item("RustAwait", slots::install::<RustAwait>(m.py())?)?;
+    fast_slots.set_item("RustFuture", slots::install::<RustFuture>(m.py())?)?;
     m.setattr("_FAST_SLOTS", fast_slots)?;
     // Private (not in `__all__`): the tests' way to make the next slot step panic.
     m.setattr(

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
-use tokio::sync::OwnedSemaphorePermit;
+use pyo3::IntoPyObjectExt;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
-use crate::bridge::RustFuture;
+use crate::bridge::{Attempted, RustFuture};
 use crate::protocol::IntArg;
 
 /// What a `Semaphore` and its acquire futures share.
@@ -63,23 +64,48 @@ pub struct Semaphore {
 // ANCHOR_END: class
 
 impl Semaphore {
-    /// An awaitable that waits for a permit (first come, first served).
+    /// An awaitable that waits for a permit (first come, first served). Its first step
+    /// takes a free permit if there is one and returns at once, with nothing of the
+    /// bridge made; tokio hands a released permit straight to the first waiter, so a
+    /// free permit means nobody waits and taking it jumps no queue.
     fn acquiring(&self, gives_true: bool) -> RustFuture {
         let permits = self.permits.clone();
-        RustFuture::new_with_unclaimed(
-            async move {
-                let permit = permits.free.clone().acquire_owned().await.map_err(|_| {
-                    PyRuntimeError::new_err("the semaphore was closed") // never closed
-                })?;
-                Ok(Acquired {
-                    permit,
-                    permits,
-                    gives_true,
-                })
-            },
-            drop, // an uncollected permit returns itself
-        )
+        RustFuture::attempt_first(move |py| {
+            match permits.free.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let acquired = Acquired {
+                        permit,
+                        permits,
+                        gives_true,
+                    };
+                    return acquired.into_py_any(py).map(Attempted::Ready);
+                }
+                Err(TryAcquireError::NoPermits) => {}
+                Err(TryAcquireError::Closed) => return Err(closed()),
+            }
+            Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                async move {
+                    let permit = permits
+                        .free
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| closed())?;
+                    Ok(Acquired {
+                        permit,
+                        permits,
+                        gives_true,
+                    })
+                },
+                drop, // an uncollected permit returns itself
+            )))
+        })
     }
+}
+
+/// The error of an acquire on a closed tokio semaphore (ours is never closed).
+fn closed() -> PyErr {
+    PyRuntimeError::new_err("the semaphore was closed")
 }
 
 #[pymethods]
@@ -149,7 +175,9 @@ impl Semaphore {
     ) -> PyResult<RustFuture> {
         let _ = (typ, val, tb);
         self.release()?;
-        Ok(RustFuture::new(async { Ok(None::<Py<PyAny>>) })) // `None`, not `()`
+        Ok(RustFuture::attempt_first(|py| {
+            Ok(Attempted::Ready(py.None()))
+        }))
     }
     // ANCHOR_END: aenter_aexit
 

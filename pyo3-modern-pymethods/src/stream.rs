@@ -28,9 +28,10 @@ use std::time::Duration;
 use futures_core::Stream;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
 use tokio::sync::mpsc;
 
-use crate::bridge::RustFuture;
+use crate::bridge::{runtime, Attempted, RustFuture};
 use crate::protocol::{int_argument, panic_error, IntArg};
 use crate::sieve::{for_each_prime_below, MAX_BELOW};
 
@@ -230,24 +231,44 @@ impl RustStream {
     }
 
     /// An awaitable giving the next item, or raising `StopAsyncIteration` at the end.
+    ///
+    /// Its first step polls the stream once with a waker that does nothing: an item
+    /// that is ready is returned by that step (no thread hop, no waker, no waiter, and no
+    /// moment in which a cancellation could lose it). Only a stream that is not ready
+    /// goes on the bridge, whose first poll hands the stream the loop's real waker.
     fn __anext__(&self) -> RustFuture {
         let shared = self.shared.clone();
-        RustFuture::new_with_unclaimed(
-            async move {
-                let busy = Busy::claim(shared)?; // on the first step, not at the call
-                let item = poll_fn(|cx| busy.poll_item(cx)).await?;
-                Ok(Delivery { item, busy })
-            },
-            Delivery::give_back,
-        )
+        RustFuture::attempt_first(move |py| {
+            let busy = Busy::claim(shared)?; // on the first step, not at the call
+            let polled = busy.poll_item(&mut Context::from_waker(Waker::noop()));
+            match polled {
+                Poll::Ready(item) => {
+                    let item = item?;
+                    match item.into_py_any(py) {
+                        Ok(value) => Ok(Attempted::Ready(value)), // the stream is free again
+                        Err(err) => {
+                            Delivery { item, busy }.give_back();
+                            Err(err)
+                        }
+                    }
+                }
+                Poll::Pending => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                    async move {
+                        let item = poll_fn(|cx| busy.poll_item(cx)).await?;
+                        Ok(Delivery { item, busy })
+                    },
+                    Delivery::give_back,
+                ))),
+            }
+        })
     }
 
     /// An awaitable that drops the Rust stream when awaited, and gives `None`.
     fn aclose(&self) -> RustFuture {
         let shared = self.shared.clone();
-        RustFuture::new(async move {
+        RustFuture::attempt_first(move |py| {
             close(&shared);
-            Ok(None::<Py<PyAny>>) // `None` (a Rust `()` would become an empty tuple)
+            Ok(Attempted::Ready(py.None()))
         })
     }
 
@@ -293,9 +314,12 @@ impl Stream for Ticks {
         }
         if !this.interval.is_zero() {
             let interval = this.interval;
-            let timer = this
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+            let timer = this.timer.get_or_insert_with(|| {
+                // The timer registers with the runtime: the first poll of an `__anext__`
+                // runs outside it (only the bridge's polls enter it).
+                let _runtime = runtime().enter();
+                Box::pin(tokio::time::sleep(interval))
+            });
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
