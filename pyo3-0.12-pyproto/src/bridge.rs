@@ -49,6 +49,7 @@ use crate::protocol::{
     already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
     reuse_error, thrown_exception, IntoMethodResult, State, Step,
 };
+use crate::slots::Stepped;
 
 /// A Rust future producing an [`Output`], boxed so that one class can hold any of them.
 type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
@@ -394,7 +395,7 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
 
 // ANCHOR: running_loop
 /// The running event loop of this thread, or the error that says there is none.
-fn running_loop<'py>(py: Python<'py>) -> PyResult<&'py PyAny> {
+pub(crate) fn running_loop<'py>(py: Python<'py>) -> PyResult<&'py PyAny> {
     static GET_RUNNING_LOOP: GILOnceCell<PyObject> = GILOnceCell::new();
     let get = match GET_RUNNING_LOOP.get(py) {
         Some(get) => get,
@@ -424,9 +425,26 @@ fn running_loop<'py>(py: Python<'py>) -> PyResult<&'py PyAny> {
 #[pyclass(module = "pyo3_0_12_pyproto", gc)]
 pub struct RustFuture {
     state: State,
-    task: Arc<Task>,
+    /// Made by [`RustFuture::attempt_first`]: tried on the first step, before a waker,
+    /// the runtime or a waiter is made.
+    first: Option<Attempt>,
+    /// The Rust future on the bridge (`None` while only an attempt is there).
+    task: Option<Arc<Task>>,
 }
 // ANCHOR_END: class
+
+// ANCHOR: attempt
+/// What a first attempt found: the output at once, or a Rust future to wait on.
+pub(crate) enum Attempted {
+    /// Done on the first step: `await` returns this with no thread hop, waker or waiter.
+    Ready(PyObject),
+    /// Not ready: this future goes on the bridge (made with `new`/`new_with_unclaimed`).
+    Wait(RustFuture),
+}
+
+/// A first attempt, run once on the loop thread (the running loop already checked).
+type Attempt = Box<dyn FnOnce(Python) -> PyResult<Attempted> + Send>;
+// ANCHOR_END: attempt
 
 impl RustFuture {
     // ANCHOR: new
@@ -466,6 +484,24 @@ impl RustFuture {
     }
     // ANCHOR_END: new_with_unclaimed
 
+    // ANCHOR: attempt_first
+    /// An awaitable whose first step runs `attempt` (on the loop thread, after the check
+    /// for a running loop) before anything of the bridge is made: a result that is there
+    /// already (a stream's next item, a free permit) is returned by that very step, with
+    /// no boxed future, waker, runtime or waiter; otherwise the attempt hands over the
+    /// future to wait on, which goes on the bridge in the same step.
+    pub(crate) fn attempt_first<A>(attempt: A) -> Self
+    where
+        A: FnOnce(Python) -> PyResult<Attempted> + Send + 'static,
+    {
+        RustFuture {
+            state: State::Created,
+            first: Some(Box::new(attempt)),
+            task: None,
+        }
+    }
+    // ANCHOR_END: attempt_first
+
     fn from_boxed(boxed: BoxedFuture) -> Self {
         let slot = Slot::Pending {
             future: Counted::new(boxed),
@@ -474,17 +510,24 @@ impl RustFuture {
         };
         RustFuture {
             state: State::Created,
-            task: Arc::new(Task {
+            first: None,
+            task: Some(Arc::new(Task {
                 slot: Mutex::new(slot),
-            }),
+            })),
         }
+    }
+
+    /// The bridged task; a future with an attempt only has none until the attempt waits.
+    fn task(&self) -> PyResult<&Arc<Task>> {
+        self.task.as_ref().ok_or_else(reuse_error)
     }
 
     // ANCHOR: settle
     /// Ends the coroutine with the future's output, or suspends on a waiter. The slot's
     /// lock is not held while Python code runs.
     fn settle(&mut self, py: Python, event_loop: Option<&PyAny>) -> PyResult<Step> {
-        let taken = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
+        let task = self.task()?.clone();
+        let taken = std::mem::replace(&mut *lock(&task.slot), Slot::Gone);
         let (future, waker, waiter) = match taken {
             Slot::Pending {
                 future,
@@ -513,7 +556,7 @@ impl RustFuture {
                 waiter.into()
             }
         };
-        *lock(&self.task.slot) = Slot::Pending {
+        *lock(&task.slot) = Slot::Pending {
             future,
             waker,
             waiter: Some(waiter.clone_ref(py)),
@@ -523,18 +566,29 @@ impl RustFuture {
     }
     // ANCHOR_END: settle
 
-    /// First step: find the loop, give the future its waker, poll it.
+    /// First step: find the loop, make the attempt if there is one, else (or if it
+    /// waits) give the future its waker and poll it.
     fn start(&mut self, py: Python) -> PyResult<Step> {
         let event_loop = running_loop(py)?;
+        if let Some(attempt) = self.first.take() {
+            match attempt(py)? {
+                Attempted::Ready(value) => {
+                    self.state = State::Finished;
+                    return Ok(Step::Return(value));
+                }
+                Attempted::Wait(RustFuture { task, .. }) => self.task = task,
+            }
+        }
+        let task = self.task()?.clone();
         let task_waker = Arc::new(TaskWaker {
-            task: Arc::downgrade(&self.task),
+            task: Arc::downgrade(&task),
             loop_waker: loop_waker_for(event_loop)?,
             queued: AtomicBool::new(false),
         });
-        if let Slot::Pending { waker, .. } = &mut *lock(&self.task.slot) {
+        if let Slot::Pending { waker, .. } = &mut *lock(&task.slot) {
             *waker = Some(Waker::from(task_waker));
         }
-        self.task.poll_once();
+        task.poll_once();
         self.settle(py, Some(event_loop))
     }
 
@@ -545,24 +599,36 @@ impl RustFuture {
             State::Created if !sent.is_none() => return Err(just_started_error()),
             State::Created => self.start(py),
             State::Suspended => {
-                self.task.poll_once(); // a resume without a wake-up costs one poll
+                self.task()?.poll_once(); // a resume without a wake-up costs one poll
                 self.settle(py, None)
             }
         };
         // A returned value is `Ok(Step::Return)`, not a `StopIteration` to recognise: an
         // `Err` here is always a real error (and no exception is normalised per step).
         if result.is_err() {
-            self.state = State::Finished;
-            self.task.discard(py);
+            self.end(py);
         }
         result
     }
 
     fn end(&mut self, py: Python) {
         self.state = State::Finished;
-        self.task.discard(py);
+        self.first = None;
+        if let Some(task) = &self.task {
+            task.discard(py);
+        }
     }
 }
+
+// ANCHOR: fast_step
+/// The hand-filled slots (`slots.rs`): `await` steps a `RustFuture` with no PyO3 slot
+/// wrapper, and a returned value leaves as a generator's does.
+impl Stepped for RustFuture {
+    fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step> {
+        begin(slf)?.step(slf.py(), sent)
+    }
+}
+// ANCHOR_END: fast_step
 
 /// Borrows `slf` for a step; a second step while one runs is refused as CPython does.
 fn begin(slf: &PyCell<RustFuture>) -> PyResult<PyRefMut<'_, RustFuture>> {
@@ -641,7 +707,10 @@ impl PyGCProtocol for RustFuture {
     fn __traverse__(&self, visit: PyVisit) -> Result<(), PyTraverseError> {
         // `try_lock`: a collection may start inside `poll_once` (a poll that allocates),
         // which holds the lock. Skipping the visit then only keeps the objects alive.
-        let slot = match self.task.slot.try_lock() {
+        let Some(task) = &self.task else {
+            return Ok(());
+        };
+        let slot = match task.slot.try_lock() {
             Ok(slot) => slot,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(()),
@@ -658,8 +727,11 @@ impl PyGCProtocol for RustFuture {
 
     fn __clear__(&mut self) {
         self.state = State::Finished;
-        let gone = std::mem::replace(&mut *lock(&self.task.slot), Slot::Gone);
-        drop(gone); // the waiter, and the Rust future
+        self.first = None;
+        if let Some(task) = &self.task {
+            let gone = std::mem::replace(&mut *lock(&task.slot), Slot::Gone);
+            drop(gone); // the waiter, and the Rust future
+        }
     }
 }
 // ANCHOR_END: pymethods

@@ -83,6 +83,7 @@ fn pyo3_0_12_pyproto(py: Python, m: &PyModule) -> PyResult<()> {
     let fast_slots = PyDict::new(py);
     fast_slots.set_item("RustCoroutine", install_slots::<RustCoroutine>(py)?)?;
     fast_slots.set_item("RustAwait", install_slots::<RustAwait>(py)?)?;
+    fast_slots.set_item("RustFuture", install_slots::<RustFuture>(py)?)?;
     m.setattr("_FAST_SLOTS", fast_slots)?;
     // Not exported (the event loop's callback for Rust futures), but fixed all the same.
     repair::ready_type_with_fixes::<WakeReader>(py)?;

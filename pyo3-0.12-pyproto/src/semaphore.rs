@@ -15,9 +15,9 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::{PyAsyncProtocol, PyObjectProtocol};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
-use crate::bridge::RustFuture;
+use crate::bridge::{Attempted, RustFuture};
 use crate::protocol::IntArg;
 
 /// What a `Semaphore` and its acquire futures share.
@@ -62,22 +62,48 @@ pub struct Semaphore {
 
 impl Semaphore {
     /// An awaitable that waits for a permit (first come, first served).
+    ///
+    /// Its first step takes a free permit if there is one and returns at once, with
+    /// nothing of the bridge made; tokio hands a released permit straight to the first
+    /// waiter, so a free permit means nobody waits and taking it jumps no queue.
     fn acquiring(&self, gives_true: bool) -> RustFuture {
         let permits = self.permits.clone();
-        RustFuture::new_with_unclaimed(
-            async move {
-                let permit = permits.free.clone().acquire_owned().await.map_err(|_| {
-                    PyRuntimeError::new_err("the semaphore was closed") // never closed
-                })?;
-                Ok(Acquired {
-                    permit,
-                    permits,
-                    gives_true,
-                })
-            },
-            drop, // an uncollected permit returns itself
-        )
+        RustFuture::attempt_first(move |py| {
+            match permits.free.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let acquired = Acquired {
+                        permit,
+                        permits,
+                        gives_true,
+                    };
+                    return Ok(Attempted::Ready(acquired.into_py(py)));
+                }
+                Err(TryAcquireError::NoPermits) => {}
+                Err(TryAcquireError::Closed) => return Err(closed()),
+            }
+            Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                async move {
+                    let permit = permits
+                        .free
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| closed())?;
+                    Ok(Acquired {
+                        permit,
+                        permits,
+                        gives_true,
+                    })
+                },
+                drop, // an uncollected permit returns itself
+            )))
+        })
     }
+}
+
+/// The error of an acquire on a closed tokio semaphore (ours is never closed).
+fn closed() -> PyErr {
+    PyRuntimeError::new_err("the semaphore was closed")
 }
 
 /// PyO3 0.12's `#[pymethods]` generates unsafe calls outside `unsafe` blocks in the
@@ -161,7 +187,9 @@ impl PyAsyncProtocol for Semaphore {
     ) -> PyResult<RustFuture> {
         let _ = (typ, val, tb);
         self.release()?;
-        Ok(RustFuture::new(async { Ok(()) }))
+        Ok(RustFuture::attempt_first(|py| {
+            Ok(Attempted::Ready(py.None()))
+        }))
     }
 }
 // ANCHOR_END: aenter_aexit

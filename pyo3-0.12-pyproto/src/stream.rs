@@ -21,12 +21,13 @@
 //! touch Python could then drop without the GIL (a deferred decref, drained by PyO3
 //! 0.12 inside a `tp_traverse`). The `PanicException` is made on the loop thread.
 
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -36,9 +37,8 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyValueError};
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::{wrap_pyfunction, PyAsyncProtocol, PyObjectProtocol};
-use tokio::sync::mpsc;
 
-use crate::bridge::RustFuture;
+use crate::bridge::{runtime, Attempted, RustFuture};
 use crate::protocol::{int_argument, panic_message, IntArg};
 use crate::sieve::{for_each_prime_below, MAX_BELOW};
 
@@ -241,14 +241,23 @@ impl PyAsyncProtocol for RustStream {
     fn __anext__(slf: PyRef<Self>) -> PyResult<IterANextOutput<PyObject, PyObject>> {
         let py = slf.py();
         let shared = slf.shared.clone();
-        let next = RustFuture::new_with_unclaimed(
-            async move {
-                let busy = Busy::claim(shared)?; // on the first step, not at the call
-                let item = poll_fn(|cx| busy.poll_item(cx)).await?;
-                Ok(Delivery { item, busy })
-            },
-            Delivery::give_back,
-        );
+        // Its first step polls the stream once with a waker that does nothing: an item
+        // that is ready is returned by that step (no thread hop, no waker, no waiter, and
+        // no moment in which a cancellation could lose it). Only a stream that is not
+        // ready goes on the bridge, whose first poll hands the stream the loop's waker.
+        let next = RustFuture::attempt_first(move |py| {
+            let busy = Busy::claim(shared)?; // on the first step, not at the call
+            match busy.poll_item(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(item) => Ok(Attempted::Ready(item?.into_py(py))), // free again
+                Poll::Pending => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                    async move {
+                        let item = poll_fn(|cx| busy.poll_item(cx)).await?;
+                        Ok(Delivery { item, busy })
+                    },
+                    Delivery::give_back,
+                ))),
+            }
+        });
         Ok(IterANextOutput::Yield(Py::new(py, next)?.into_py(py)))
     }
 }
@@ -266,9 +275,9 @@ mod methods {
         #[text_signature = "($self)"]
         fn aclose(&self) -> RustFuture {
             let shared = self.shared.clone();
-            RustFuture::new(async move {
+            RustFuture::attempt_first(move |py| {
                 close(&shared);
-                Ok(())
+                Ok(Attempted::Ready(py.None()))
             })
         }
 
@@ -318,9 +327,12 @@ impl Stream for Ticks {
         }
         if !this.interval.is_zero() {
             let interval = this.interval;
-            let timer = this
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+            let timer = this.timer.get_or_insert_with(|| {
+                // The timer registers with the runtime: the first poll of an `__anext__`
+                // runs outside it (only the bridge's polls enter it).
+                let _runtime = runtime().enter();
+                Box::pin(tokio::time::sleep(interval))
+            });
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -365,21 +377,123 @@ pub fn ticks(n: &PyAny, interval: f64) -> PyResult<RustStream> {
 /// that never takes the GIL; see the module documentation).
 type Sent = Result<Item, String>;
 
-/// The stream of `primes`: the receiving end of the worker's bounded channel. Dropping it
-/// stops the worker: its next send fails, and the flag stops it between segments.
+/// The bounded channel between the `primes` worker and its stream, built for batches:
+/// the consumer takes items one at a time with no thread hop, and a worker that found the
+/// buffer full sleeps until the consumer has freed half of it (a thread wake-up per
+/// `buffer / 2` items, not per item); a consumer that found it empty is woken once, by
+/// the next item. A consumer that pauses with less than half taken still finds the
+/// buffer full again soon: the waiting worker also looks every [`TOP_UP`].
+struct Channel {
+    state: Mutex<ChannelState>,
+    /// The worker waits here while the buffer is full.
+    space: Condvar,
+}
+
+struct ChannelState {
+    items: VecDeque<Sent>,
+    capacity: usize,
+    /// The worker waits until the buffer holds at most this many items.
+    resume_at: usize,
+    /// The worker sleeps on `space`.
+    worker_waiting: bool,
+    /// The worker finished: nothing more comes after `items`.
+    done: bool,
+    /// The stream is gone: the worker stops.
+    dropped: bool,
+    /// The waker of a stream that found the buffer empty.
+    consumer: Option<Waker>,
+}
+
+/// How long a worker waits for the consumer's call before it tops the buffer up anyway.
+const TOP_UP: Duration = Duration::from_millis(5);
+
+fn lock_channel(channel: &Channel) -> MutexGuard<'_, ChannelState> {
+    channel
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The stream of `primes`: the receiving end of the worker's channel. Dropping it stops
+/// the worker: a waiting worker is woken to stop, and the flag stops it between segments.
 struct Primes {
-    receiver: mpsc::Receiver<Sent>,
+    channel: Arc<Channel>,
     _stop: StopOnDrop,
 }
 
 impl Stream for Primes {
     type Item = PyResult<Item>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Polled on the loop thread, with the GIL: the panic becomes its exception here.
-        self.receiver
-            .poll_recv(cx)
-            .map(|sent| sent.map(|sent| sent.map_err(PanicException::new_err)))
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut state = lock_channel(&self.channel);
+        if let Some(item) = state.items.pop_front() {
+            let wake_worker = state.worker_waiting && state.items.len() <= state.resume_at;
+            if wake_worker {
+                state.worker_waiting = false;
+            }
+            drop(state);
+            if wake_worker {
+                self.channel.space.notify_one();
+            }
+            // Polled on the loop thread, with the GIL: a panic becomes its exception here.
+            return Poll::Ready(Some(item.map_err(PanicException::new_err)));
+        }
+        if state.done {
+            return Poll::Ready(None);
+        }
+        state.consumer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Primes {
+    fn drop(&mut self) {
+        let mut state = lock_channel(&self.channel);
+        state.dropped = true;
+        state.items.clear();
+        drop(state);
+        self.channel.space.notify_one();
+    }
+}
+
+/// The worker's end of the channel; dropped (the worker finished, or panicked), it tells
+/// the stream that nothing more comes.
+struct Sender(Arc<Channel>);
+
+impl Sender {
+    /// Hands `item` over, waiting while the buffer is full; `Break` if the stream is gone.
+    fn send(&self, item: Sent) -> ControlFlow<()> {
+        let mut state = lock_channel(&self.0);
+        while state.items.len() >= state.capacity && !state.dropped {
+            state.worker_waiting = true;
+            (state, _) = self
+                .0
+                .space
+                .wait_timeout(state, TOP_UP)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if state.dropped {
+            return ControlFlow::Break(());
+        }
+        state.items.push_back(item);
+        let consumer = state.consumer.take();
+        drop(state);
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let mut state = lock_channel(&self.0);
+        state.done = true;
+        let consumer = state.consumer.take();
+        drop(state);
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
     }
 }
 
@@ -395,18 +509,18 @@ impl Drop for StopOnDrop {
 /// The worker: sieves on its own thread, never touching Python (so never holding the
 /// GIL), and sends each prime through the channel, waiting while it is full: it is never
 /// more than the channel's capacity ahead of the consumer.
-fn sieve_into(n: u64, sender: mpsc::Sender<Sent>, stop: &AtomicBool, produced: &AtomicU64) {
+fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
     let sieved = catch_unwind(AssertUnwindSafe(|| {
-        for_each_prime_below(n, stop, |prime| match sender.blocking_send(Ok(prime)) {
-            Ok(()) => {
+        for_each_prime_below(n, stop, |prime| {
+            let sent = sender.send(Ok(prime));
+            if sent.is_continue() {
                 produced.fetch_add(1, Ordering::SeqCst);
-                ControlFlow::Continue(())
             }
-            Err(_) => ControlFlow::Break(()), // the stream was dropped
+            sent // `Break`: the stream was dropped
         })
     }));
     if let Err(payload) = sieved {
-        let _ = sender.blocking_send(Err(panic_message(payload)));
+        let _ = sender.send(Err(panic_message(payload)));
     }
 }
 
@@ -423,7 +537,7 @@ pub fn primes(n: &PyAny, buffer: IntArg) -> PyResult<RustStream> {
         .ok_or_else(|| {
             PyValueError::new_err(format!("primes() needs 0 <= n <= 2**40, got {}", n))
         })?;
-    // tokio's channel holds at most `Semaphore::MAX_PERMITS` (2**61 - 1 on 64 bits).
+    // The bound tokio's channels have (2**61 - 1 on 64 bits), kept as the limit.
     let capacity = usize::try_from(buffer)
         .ok()
         .filter(|&b| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&b))
@@ -434,7 +548,19 @@ pub fn primes(n: &PyAny, buffer: IntArg) -> PyResult<RustStream> {
                 buffer
             ))
         })?;
-    let (sender, receiver) = mpsc::channel(capacity);
+    let channel = Arc::new(Channel {
+        state: Mutex::new(ChannelState {
+            items: VecDeque::new(),
+            capacity,
+            resume_at: capacity / 2,
+            worker_waiting: false,
+            done: false,
+            dropped: false,
+            consumer: None,
+        }),
+        space: Condvar::new(),
+    });
+    let sender = Sender(channel.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
     let (worker_stop, worker_produced) = (stop.clone(), produced.clone());
@@ -445,7 +571,7 @@ pub fn primes(n: &PyAny, buffer: IntArg) -> PyResult<RustStream> {
             PyRuntimeError::new_err(format!("primes() cannot start its worker: {}", err))
         })?;
     let stream = Primes {
-        receiver,
+        channel,
         _stop: StopOnDrop(stop),
     };
     Ok(RustStream::new(stream, produced))
