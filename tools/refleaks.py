@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import os
@@ -29,7 +30,7 @@ import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from types import ModuleType
-from typing import Any, Callable, Coroutine, Dict, Generator, List, Optional, Tuple
+from typing import Any, Callable, Coroutine, Generator
 
 from eras import ERAS
 
@@ -91,10 +92,8 @@ def w_ready_countdown(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
 def w_countdown_big_int(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
     for _ in range(REPEAT):
         for n in (2**80, -1):
-            try:
+            with contextlib.suppress(OverflowError, ValueError):
                 m.countdown(n, None)
-            except (OverflowError, ValueError):
-                pass
         assert m.drive(m.countdown(0, 1)) == 1
 
 
@@ -102,36 +101,32 @@ def w_drive(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
     for i in range(REPEAT):
         assert m.drive(m.countdown(3, i)) == i
         assert m.drive(Awaitable(2)) == "done"
-        try:
+        with contextlib.suppress(Boom):
             m.drive(raises())
-        except Boom:
-            pass
 
 
 def w_coroutine_send_throw_close(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
     for _ in range(REPEAT):
         coro = m.countdown(3, "v")
         coro.send(None)
-        try:
+        with contextlib.suppress(Boom):
             coro.throw(Boom("thrown"))
-        except Boom:
-            pass
         coro.close()
         coro = m.countdown(3, "v")
         coro.send(None)
-        try:
+        with contextlib.suppress(Boom):
             coro.throw(Boom)
-        except Boom:
-            pass
         coro = m.countdown(3, "v")
         coro.send(None)
         coro.close()
         coro = m.countdown(1, "v")
         coro.send(None)
+        returned = None
         try:
             coro.send(None)
         except StopIteration as stop:
-            assert stop.value == "v"
+            returned = stop.value
+        assert returned == "v"
 
 
 def w_delegate(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
@@ -139,10 +134,8 @@ def w_delegate(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
         for i in range(REPEAT):
             assert await m.delegate(native(i)) == i
             assert await m.delegate(m.delegate(m.ready(i))) == i
-            try:
+            with contextlib.suppress(Boom):
                 await m.delegate(raises())
-            except Boom:
-                pass
 
     run(loop, main())
 
@@ -152,19 +145,19 @@ def w_delegate_send_throw_close(m: ModuleType, loop: asyncio.AbstractEventLoop) 
         d = m.delegate(Awaitable(3))
         d.send(None)
         d.send("x")
-        try:
+        with contextlib.suppress(Boom):
             d.throw(Boom("in"))
-        except Boom:
-            pass
         d = m.delegate(Awaitable(3))
         d.send(None)
         d.close()
         d = m.delegate(Awaitable(1))
         d.send(None)
+        returned = None
         try:
             d.send(None)
         except StopIteration as stop:
-            assert stop.value == "done"
+            returned = stop.value
+        assert returned == "done"
 
 
 def w_future(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
@@ -222,7 +215,7 @@ def w_semaphore(m: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
     run(loop, main())
 
 
-WORKLOADS: Dict[str, Workload] = {
+WORKLOADS: dict[str, Workload] = {
     name[2:]: func for name, func in sorted(globals().items()) if name.startswith("w_")
 }
 
@@ -233,27 +226,29 @@ def measure(
     loop: asyncio.AbstractEventLoop,
     warmups: int = WARMUPS,
     runs: int = RUNS,
-) -> Tuple[List[int], List[int]]:
+) -> tuple[list[int], list[int]]:
     """The reference and block deltas of the measured runs."""
     # The readings go into lists made beforehand, each replacing an int of its own (not a
     # cached small one), so that keeping them changes neither count.
     totals = [10**9 + i for i in range(warmups + runs + 1)]
     allocated = [10**9 + i for i in range(warmups + runs + 1)]
     gc.collect()
-    totals[0], allocated[0] = sys.gettotalrefcount(), sys.getallocatedblocks()  # type: ignore[attr-defined]
+    totals[0], allocated[0] = sys.gettotalrefcount(), sys.getallocatedblocks()
     for i in range(1, warmups + runs + 1):
         workload(m, loop)
         gc.collect()
-        totals[i], allocated[i] = sys.gettotalrefcount(), sys.getallocatedblocks()  # type: ignore[attr-defined]
+        totals[i], allocated[i] = sys.gettotalrefcount(), sys.getallocatedblocks()
     refs = [totals[i] - totals[i - 1] for i in range(warmups + 1, warmups + runs + 1)]
     blocks = [allocated[i] - allocated[i - 1] for i in range(warmups + 1, warmups + runs + 1)]
     return refs, blocks
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--eras", default=os.environ.get("PYO3_ASYNC_ERAS", ",".join(ERAS)))
-    parser.add_argument("-k", dest="only", default="", help="only the workloads with this in their name")
+    parser.add_argument(
+        "-k", dest="only", default="", help="only the workloads with this in their name"
+    )
     parser.add_argument("--warmups", type=int, default=WARMUPS)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--junitxml", metavar="PATH", help="also write a JUnit report here")
@@ -291,11 +286,13 @@ def main(argv: List[str]) -> int:
         suite.set("tests", str(len(suite)))
         suite.set("failures", str(leaks))
         os.makedirs(os.path.dirname(os.path.abspath(args.junitxml)), exist_ok=True)
-        tree = ET.ElementTree(ET.Element("testsuites"))
-        tree.getroot().append(suite)
-        tree.write(args.junitxml, encoding="utf-8", xml_declaration=True)
+        root = ET.Element("testsuites")
+        root.append(suite)
+        ET.ElementTree(root).write(args.junitxml, encoding="utf-8", xml_declaration=True)
     total = sum(1 for name in WORKLOADS if args.only in name)
-    print(f"refleaks.py: {leaks} leaking workload(s) of {total} per era, on {sys.version.split()[0]}")
+    print(
+        f"refleaks.py: {leaks} leaking workload(s) of {total} per era, on {sys.version.split()[0]}"
+    )
     return 1 if leaks else 0
 
 

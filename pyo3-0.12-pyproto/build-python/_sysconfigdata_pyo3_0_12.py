@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 import os
 import sysconfig
-from typing import Any, Dict
+from typing import Any
 
 _OURS = "_PYTHON_SYSCONFIGDATA_NAME"
 
@@ -41,7 +41,7 @@ def _real_name() -> str:
             os.environ[_OURS] = ours
 
 
-build_time_vars: Dict[str, Any] = dict(importlib.import_module(_real_name()).build_time_vars)
+build_time_vars: dict[str, Any] = dict(importlib.import_module(_real_name()).build_time_vars)
 if build_time_vars.get("Py_DEBUG") and not build_time_vars.get("Py_TRACE_REFS"):
     build_time_vars["Py_DEBUG"] = 0
     build_time_vars["Py_REF_DEBUG"] = 1
