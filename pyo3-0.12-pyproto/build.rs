@@ -15,6 +15,11 @@
 //! 4. Sets `cfg(py_enter_recursive_call_is_function)` for CPython 3.9+, which exports
 //!    `Py_EnterRecursiveCall` / `Py_LeaveRecursiveCall` as functions; on 3.7 and 3.8
 //!    they are macros over the thread state, which `src/compat.rs` re-creates.
+//! 5. Refuses a `Py_TRACE_REFS` interpreter (configured `--with-trace-refs`): PyO3
+//!    0.12's build script would add the COUNT_ALLOCS fields (gone since 3.9) to its
+//!    `PyTypeObject`. Every other debug build (`Py_DEBUG`) is built for its real ABI:
+//!    `.cargo/config.toml` and `build-python/_sysconfigdata_pyo3_0_12.py` show PyO3's
+//!    build script the flags without the `Py_TRACE_REFS` it would otherwise assume.
 //!
 //! The interpreter is found the way PyO3 0.12's build script finds it (`PYO3_PYTHON`,
 //! then `PYTHON_SYS_EXECUTABLE`, then `python` / `python3` on `PATH`); maturin sets
@@ -59,6 +64,16 @@ fn main() {
     }
     // ANCHOR_END: free_threaded
 
+    if target.as_ref().is_some_and(|t| t.trace_refs) {
+        eprintln!(
+            "error: pyo3-0-12-pyproto cannot be built for a Python configured with \
+             --with-trace-refs (Py_TRACE_REFS): PyO3 0.12's build script would give its \
+             PyTypeObject the COUNT_ALLOCS fields CPython removed in 3.9. Any other \
+             debug build (Py_DEBUG) is fine."
+        );
+        process::exit(1);
+    }
+
     let version = build_support::export_pyo3_version();
     if !version.starts_with("0.12.") {
         eprintln!("error: pyo3-0-12-pyproto expects PyO3 0.12.x, Cargo resolved {version}");
@@ -71,6 +86,7 @@ struct Target {
     python: PathBuf,
     minor: u32,
     gil_disabled: bool,
+    trace_refs: bool,
 }
 
 fn target_interpreter() -> Option<Target> {
@@ -79,7 +95,8 @@ fn target_interpreter() -> Option<Target> {
         .args([
             "-c",
             "import sys, sysconfig; \
-             print(sys.version_info[1], sysconfig.get_config_var('Py_GIL_DISABLED'))",
+             print(sys.version_info[1], sysconfig.get_config_var('Py_GIL_DISABLED'), \
+             sysconfig.get_config_var('Py_TRACE_REFS'))",
         ])
         .output()
         .ok()?;
@@ -91,10 +108,12 @@ fn target_interpreter() -> Option<Target> {
     let mut fields = stdout.split_whitespace();
     let minor = fields.next()?.parse().ok()?;
     let gil_disabled = fields.next() == Some("1");
+    let trace_refs = fields.next() == Some("1");
     Some(Target {
         python,
         minor,
         gil_disabled,
+        trace_refs,
     })
 }
 

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from helpers import apply, native_countdown, outcome, random_operation
+from helpers import aborts_interpreter, apply, native_countdown, outcome, random_operation
 
 # Part of the core that the *-valgrind tox environments run under memcheck.
 pytestmark = pytest.mark.valgrind
@@ -132,9 +132,11 @@ def test_throw_stop_iteration(era):
     assert info.value.__context__ is info.value.__cause__
     native = native_countdown(2, None)
     try:
-        assert outcome(lambda: era.countdown(2, None).throw(StopIteration("s"))) == outcome(
-            lambda: native.throw(StopIteration("s"))
-        )
+        if not aborts_interpreter(native, ("throw", StopIteration("s"))):
+            # (Skipped on CPython's debug builds 3.12+, which abort: gh-152685.)
+            assert outcome(lambda: era.countdown(2, None).throw(StopIteration("s"))) == outcome(
+                lambda: native.throw(StopIteration("s"))
+            )
     finally:
         native.close()
     # ANCHOR_END: stop_iteration

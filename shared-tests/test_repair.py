@@ -67,3 +67,50 @@ def test_an_unpadded_type_object_fails_the_import(pyproto):
     assert f"taken on purpose ({EXHAUST}=1)" in last
     assert "Traceback" in proc.stderr
     assert proc.stdout == ""
+
+
+# Fix (d) and debug CPython: its `tp_dealloc` untracks the object before dropping it;
+# PyO3 0.12's own then called `PyObject_CallFinalizerFromDealloc`, which a debug build of
+# CPython 3.14+ lets run only on a tracked object (an assertion: the process aborted at
+# the first `RustCoroutine` freed). Each GC class is freed here in a fresh interpreter,
+# both by reference count and by the collector (a cycle), with an `await` finished, one
+# left suspended and one never started. On a release build this checks the same frees.
+DEALLOC_SCRIPT = """
+import asyncio, gc, sys
+m = __import__(sys.argv[1])
+
+async def native():
+    await asyncio.sleep(0)
+
+async def main():
+    await m.countdown(2, None)
+    await m.delegate(native())
+    await m.sleep(0)
+
+asyncio.run(main())
+for make in (lambda: m.countdown(2, None), lambda: m.delegate(native()), lambda: m.sleep(0)):
+    obj = make()          # never started
+    del obj
+    obj = make()
+    try:
+        obj.send(None)    # suspended
+    except (StopIteration, RuntimeError):  # RustFuture: no running loop here
+        pass
+    del obj
+    holder = [make()]
+    holder.append(holder) # a cycle, freed by the collector
+    del holder
+    gc.collect()
+print("freed")
+"""
+
+
+def test_gc_classes_free_on_every_build(era):
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", DEALLOC_SCRIPT, era.__name__],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["freed"]

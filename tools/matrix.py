@@ -37,6 +37,10 @@ GENERATED = ROOT / "docs" / "src" / "generated"
 RESULTS = GENERATED / "matrix.json"
 README = ROOT / "README.md"
 PYTHONS = ["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
+# Debug builds of CPython (Py_DEBUG), a column each after the releases: their tox
+# environments (py311d-pyproto, ...) run the suite and then tools/refleaks.py, whose
+# report is the environment's name with "-refleaks".
+DEBUG_PYTHONS = ["3.11d", "3.14d", "3.15d"]
 # The test cases whose outcome a cell shows (the rest are counted).
 NOTABLE = re.compile(
     r"test_clean_under_valgrind|valgrind_attribution"
@@ -47,7 +51,12 @@ LEGEND = (
     "memory-safety tests ran there and found no invalid read or write); 🛡 the core of "
     "the suite (the tests marked `valgrind`) also ran under valgrind's memcheck (its "
     "`-valgrind` environment) with no invalid access and no definite leak attributable to "
-    "the crates; ❌ some of it failed; — that PyO3 does not support that Python; 3.14t is "
+    "the crates; 3.11d, 3.14d and 3.15d are debug builds of CPython (`Py_DEBUG`: the "
+    "interpreter's own assertions on; the suite's core ran, the tests marked `valgrind`), "
+    "where 🩸 says "
+    "that `tools/refleaks.py` ran every public path of the era repeatedly and found no "
+    "steady growth of `sys.gettotalrefcount()` or `sys.getallocatedblocks()`; "
+    "❌ some of it failed; — that PyO3 does not support that Python; 3.14t is "
     "free-threaded CPython, which no package provides here: 🔨 the crate was compiled for "
     "it (`PYO3_CONFIG_FILE`) but could not be run, ⛔ the crate refuses to build for it."
 )
@@ -59,7 +68,8 @@ Cell = List[Line]
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+    """``3.11`` -> (3, 11); a build's letter (``3.11d``) does not count."""
+    return tuple(int(part.rstrip("dt")) for part in version.split("."))
 
 
 def now() -> str:
@@ -108,7 +118,7 @@ def table_environments() -> set[str]:
     """The tox environments whose results the table shows."""
     names = {"build-checks"}
     for era in ERAS.values():
-        for python in PYTHONS:
+        for python in PYTHONS + DEBUG_PYTHONS:
             env = f"py{python.replace('.', '')}-{era.name}"
             names |= {env, env + "-valgrind"}
     return names
@@ -159,6 +169,10 @@ def parts(era: str, python: str, results: dict[str, Result]) -> Cell:
             and memcheck["cases"].get("valgrind_attribution") == "passed"
         )
         lines.append((f"{'🛡' if clean else '❌'} core suite under memcheck", memcheck))
+    refleaks = results.get(env + "-refleaks")
+    if refleaks is not None:
+        clean = "error" not in refleaks and not refleaks["failed"] and refleaks["passed"] > 0
+        lines.append((f"{'🩸 no refleak' if clean else '❌ refleaks'}", refleaks))
     return lines
 
 
@@ -180,7 +194,7 @@ def table(results: dict[str, Result]) -> str:
     cells: dict[str, list[Cell]] = {}
     for era in ERAS.values():
         row: list[Cell] = []
-        for python in PYTHONS:
+        for python in PYTHONS + DEBUG_PYTHONS:
             if version_key(python) < era.oldest:
                 row.append([(f"— (needs {era.oldest[0]}.{era.oldest[1]}+)", None)])
             else:
@@ -203,7 +217,7 @@ def table(results: dict[str, Result]) -> str:
             lines.append(text if day in (None, usual) else f"{text} ({day})")
         return "<br>".join(lines)
 
-    columns = PYTHONS + ["3.14t"]
+    columns = PYTHONS + DEBUG_PYTHONS + ["3.14t"]
     lines = [
         "| era | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",

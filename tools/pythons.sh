@@ -5,6 +5,10 @@
 #
 # --versions: only these (space- or comma-separated; default: all of 3.7 to 3.15);
 # `tools/dev test -e ...` asks for the interpreters of the selected environments only.
+# 3.Xd names a debug build (Py_DEBUG, `python3.Xd`): never part of the default;
+# pyenv's (`--debug`) and uv's (`+debug`) are used, else on a Debian-family machine
+# 3.11d, 3.14d and 3.15d are built from Debian's pythonX.Y-dbg packages into the
+# cache (build_debug_prefix below).
 #
 # Prints, as its last line on stdout, a directory (the "bin dir") holding one
 # executable python3.X per version found; prepend it to PATH so tox (virtualenv
@@ -37,6 +41,9 @@ RECIPE=2
 ALL_VERSIONS="3.7 3.8 3.9 3.10 3.11 3.12 3.13 3.14 3.15"
 # Versions that may be built from Debian sid when nothing else has them.
 DEBIAN_VERSIONS="3.14 3.15"
+# Debug builds (3.Xd) that may be built from Debian packages (pythonX.Y-dbg): see
+# build_debug_prefix.
+DEBIAN_DEBUG_VERSIONS="3.11d 3.14d 3.15d"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 COMMON_PKGS="libc6 libgcc-s1 libssl3t64 libffi8 libexpat1 zlib1g libsqlite3-0
 libbz2-1.0 liblzma5 libzstd1 libncursesw6 libtinfo6 libreadline8t64 libuuid1
@@ -60,7 +67,7 @@ while [ $# -gt 0 ]; do
 done
 versions=${versions//,/ }
 for v in $versions; do
-    [[ $v =~ ^3\.[0-9]+$ ]] || { log "not a version: $v (want 3.X)"; exit 2; }
+    [[ $v =~ ^3\.[0-9]+d?$ ]] || { log "not a version: $v (want 3.X, or 3.Xd for a debug build)"; exit 2; }
 done
 
 start_ns=$(date +%s%N)
@@ -84,12 +91,13 @@ for d in "${path_dirs[@]}"; do
     esac
 done
 
-# check_py EXE X.Y: EXE runs and is CPython X.Y.
+# check_py EXE X.Y[d]: EXE runs and is CPython X.Y (X.Yd: a debug build, Py_DEBUG).
 check_py() {
     local out
     [ -x "$1" ] || return 1
     out=$("$1" -c 'import sys, platform
-print("%d.%d" % sys.version_info[:2], platform.python_implementation())' 2>/dev/null) || return 1
+debug = "d" if hasattr(sys, "gettotalrefcount") else ""
+print("%d.%d%s" % (*sys.version_info[:2], debug), platform.python_implementation())' 2>/dev/null) || return 1
     [ "$out" = "$2 CPython" ]
 }
 
@@ -111,10 +119,11 @@ done
 
 find_pyenv() {
     local v=$1 root d name
+    case $v in *d) find_pyenv_debug "$v"; return ;; esac
     for root in "${pyenv_roots[@]}"; do
         for d in "$root"/versions/"$v".*; do
             name=${d##*/}
-            case $name in *t) continue ;; esac  # free-threaded builds
+            case $name in *t|*-debug) continue ;; esac  # free-threaded and debug builds
             if [ -d "$d" ]; then printf '%s\n' "$d"; fi
         done
     done | sort -V -r | while read -r d; do
@@ -125,11 +134,30 @@ find_pyenv() {
     done
 }
 
+# find_pyenv_debug X.Yd: a debug build of pyenv's (`pyenv install --debug X.Y.Z`
+# names it X.Y.Z-debug).
+find_pyenv_debug() {
+    local v=$1 root d exe
+    for root in "${pyenv_roots[@]}"; do
+        for d in "$root"/versions/"${v%d}".*-debug; do
+            if [ -d "$d" ]; then printf '%s\n' "$d"; fi
+        done
+    done | sort -V -r | while read -r d; do
+        for exe in "$d/bin/python$v" "$d/bin/python${v%d}"; do
+            if check_py "$exe" "$v"; then
+                printf '%s\n' "$exe"
+                break 2
+            fi
+        done
+    done
+}
+
 uv_bin=$(command -v uv 2>/dev/null || true)
 find_uv() {
-    local v=$1 p
+    local v=$1 p request=$1
     [ -n "$uv_bin" ] || return 0
-    p=$(PATH="$search_path" UV_PYTHON_DOWNLOADS=never "$uv_bin" python find --system "$v" 2>/dev/null) || return 0
+    case $v in *d) request="${v%d}+debug" ;; esac  # uv's name for a debug build
+    p=$(PATH="$search_path" UV_PYTHON_DOWNLOADS=never "$uv_bin" python find --system "$request" 2>/dev/null) || return 0
     if [ -n "$p" ] && usable_candidate "$p" "$v"; then printf '%s\n' "$p"; fi
 }
 
@@ -320,8 +348,9 @@ unstrip_libc() {
 # interpreter. Runs in an `if` (set -e is off there): check every step.
 built_exe=
 build_prefix() {
-    local v=$1 prefix="$CACHE/debian/python$1" p r exe interp loader d triplet
-    local -a pkgs=() rpath=()
+    local v=$1 prefix="$CACHE/debian/python$1" p r
+    local -a pkgs=()
+    case $v in *d) build_debug_prefix "$v"; return ;; esac
     debian_prepare || return 1
     for p in $COMMON_PKGS "python$v" "python$v-minimal" "libpython$v-minimal" "libpython$v-stdlib" \
         "libpython$v" "python$v-dev" "libpython$v-dev" "python$v-venv"; do
@@ -344,6 +373,22 @@ build_prefix() {
         return 1
     fi
 
+    install_prefix "$prefix" "python$v" patchelf || return 1
+    built_exe=$prefix/usr/bin/python$v
+}
+
+# install_prefix PREFIX EXE-NAME patchelf|system-libc: unpack the .debs in
+# ${fetched[@]} into PREFIX (anew) and make PREFIX/usr/bin/EXE-NAME run there:
+# with `patchelf`, every ELF in usr/bin is pointed at the prefix's own loader and
+# libraries (a newer glibc than the machine's); with `system-libc` the machine's
+# loader and libraries serve (packages of the machine's own release). Then the
+# C headers and ensurepip's wheels are looked for in the prefix, the stamp is
+# written. Sets debian_reason on failure.
+install_prefix() {
+    local prefix=$1 name=$2 mode=$3 p r exe interp loader d triplet v
+    local -a rpath=()
+    v=${name#python}
+    v=${v%d}
     log "building $prefix"
     rm -rf "$prefix"
     mkdir -p "$prefix"
@@ -356,33 +401,35 @@ build_prefix() {
         ln -sfn "$prefix$(readlink "$p")" "$p"
     done < <(find "$prefix" -type l -lname '/*' -print0)
 
-    exe="$prefix/usr/bin/python$v"
-    [ -f "$exe" ] || { debian_reason="no usr/bin/python$v in the packages"; return 1; }
-    interp=$(patchelf --print-interpreter "$exe")
-    loader=$(readlink -f "$prefix$interp" 2>/dev/null || true)
-    if [ ! -f "$loader" ]; then
-        loader=$(find "$prefix" -type f -name "${interp##*/}" -print -quit)
+    exe="$prefix/usr/bin/$name"
+    [ -f "$exe" ] || { debian_reason="no usr/bin/$name in the packages"; return 1; }
+    if [ "$mode" = patchelf ]; then
+        interp=$(patchelf --print-interpreter "$exe")
+        loader=$(readlink -f "$prefix$interp" 2>/dev/null || true)
+        if [ ! -f "$loader" ]; then
+            loader=$(find "$prefix" -type f -name "${interp##*/}" -print -quit)
+        fi
+        case $loader in
+            "$prefix"/*) ;;
+            *) debian_reason="no dynamic loader ${interp##*/} in the prefix"; return 1 ;;
+        esac
+        triplet=$(basename "$(dirname "$(find "$prefix" -name libc.so.6 -print -quit)")")
+        for d in "usr/lib/$triplet" "lib/$triplet" usr/lib64 lib64 usr/lib lib; do
+            if compgen -G "$prefix/$d/lib*.so*" >/dev/null; then rpath+=("$prefix/$d"); fi
+        done
+        for p in "$prefix"/usr/bin/*; do
+            if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
+            patchelf --print-interpreter "$p" >/dev/null 2>&1 || continue  # not a dynamic ELF
+            patchelf --set-interpreter "$loader" --force-rpath \
+                --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$p" \
+                || { debian_reason="patchelf failed on ${p#"$prefix"/}"; return 1; }
+        done
     fi
-    case $loader in
-        "$prefix"/*) ;;
-        *) debian_reason="no dynamic loader ${interp##*/} in the prefix"; return 1 ;;
-    esac
-    triplet=$(basename "$(dirname "$(find "$prefix" -name libc.so.6 -print -quit)")")
-    for d in "usr/lib/$triplet" "lib/$triplet" usr/lib64 lib64 usr/lib lib; do
-        if compgen -G "$prefix/$d/lib*.so*" >/dev/null; then rpath+=("$prefix/$d"); fi
+    # pyconfig.h dispatches to <TRIPLET/pythonX.Y[d]/pyconfig.h>: make it relative.
+    for p in "$prefix/usr/include/python$v/pyconfig.h" "$prefix/usr/include/python${v}d/pyconfig.h"; do
+        [ -f "$p" ] || continue
+        sed -i 's|^\(#[ \t]*include[ \t]*\)<\([^>]*/python[0-9.]*d\{0,1\}/pyconfig\.h\)>|\1"../\2"|' "$p"
     done
-    for p in "$prefix"/usr/bin/*; do
-        if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
-        patchelf --print-interpreter "$p" >/dev/null 2>&1 || continue  # not a dynamic ELF
-        patchelf --set-interpreter "$loader" --force-rpath \
-            --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$p" \
-            || { debian_reason="patchelf failed on ${p#"$prefix"/}"; return 1; }
-    done
-    # pyconfig.h dispatches to <TRIPLET/pythonX.Y/pyconfig.h>: make it relative.
-    if [ -f "$prefix/usr/include/python$v/pyconfig.h" ]; then
-        sed -i 's|^\(#[ \t]*include[ \t]*\)<\([^>]*/python[0-9.]*/pyconfig\.h\)>|\1"../\2"|' \
-            "$prefix/usr/include/python$v/pyconfig.h"
-    fi
     # ensurepip's wheels and the C headers live in the prefix, not in /usr.
     "$exe" - "$prefix" <<'EOF' || { debian_reason="patching _sysconfigdata failed"; return 1; }
 import glob, os, re, sys
@@ -398,24 +445,85 @@ for f in sorted({os.path.realpath(f) for f in files}):
     with open(f, "w") as fh:
         fh.write(s)
 EOF
-    r=
-    for d in "${fetched[@]}"; do
-        case ${d##*/} in libc6-dbg_*) r=$d ;; esac
-    done
-    if [ -n "$r" ]; then
-        unstrip_libc "$prefix" "$r"
-    else
-        log "warning: no libc6-dbg in sid: valgrind will not run python$v"
+    if [ "$mode" = patchelf ]; then
+        r=
+        for d in "${fetched[@]}"; do
+            case ${d##*/} in libc6-dbg_*) r=$d ;; esac
+        done
+        if [ -n "$r" ]; then
+            unstrip_libc "$prefix" "$r"
+        else
+            log "warning: no libc6-dbg in sid: valgrind will not run $name"
+        fi
     fi
     "$exe" -m compileall -q -j0 "$prefix/usr/lib/python$v" >/dev/null 2>&1 || true
     if ! "$exe" -c "import $SMOKE_IMPORTS, glob, sysconfig
 assert glob.glob(sysconfig.get_config_var('WHEEL_PKG_DIR') + '/pip-*.whl'), 'no pip wheel for ensurepip'" >&2; then
-        debian_reason="the sid python$v in $prefix fails to import its standard modules"
+        debian_reason="the Debian $name in $prefix fails to import its standard modules"
         return 1
     fi
     printf 'recipe=%s\nversion=%s\n' "$RECIPE" "$("$exe" -c 'import sys; print(sys.version.split()[0])')" \
         >"$prefix/.pythons-stamp" || return 1
-    built_exe=$exe
+}
+
+# build_debug_prefix X.Yd: build $CACHE/debian/pythonX.Yd, a debug CPython
+# (Py_DEBUG: the interpreter's assertions and sys.gettotalrefcount()), and set
+# built_exe to its pythonX.Yd. Debian's pythonX.Y-dbg and libpythonX.Y-dbg go
+# beside the release packages they extend (the standard library, the headers,
+# ensurepip's wheels). From the machine's own Debian release when its apt
+# sources have pythonX.Y-dbg (bookworm: 3.11; it runs on the machine's glibc,
+# which those libraries were built against), else from Debian sid with the
+# prefix's own glibc (patchelf, as for the release prefixes).
+build_debug_prefix() {
+    local v=$1 base=${1%d} prefix="$CACHE/debian/python$1" p r mode where
+    local -a pkgs=() names=()
+    names=("python$base" "python$base-minimal" "libpython$base-minimal" "libpython$base-stdlib"
+        "libpython$base" "python$base-dev" "libpython$base-dev" "python$base-venv"
+        "python$base-dbg" "libpython$base-dbg")
+    built_exe=
+    if command -v apt-cache >/dev/null 2>&1; then
+        r=$(apt-cache show --no-all-versions "python$base-dbg" 2>/dev/null) || r=
+    fi
+    if [[ ${r:-} == *Package:* ]]; then
+        # The machine's apt state (read only; downloads go to our cache).
+        local -a apt_opts=()
+        [ "$(id -u)" != 0 ] || apt_opts+=(-o APT::Sandbox::User=root)
+        mode=system-libc
+        where="the machine's Debian release"
+        names+=(python3-pip-whl python3-setuptools-whl)
+    else
+        debian_prepare || return 1
+        mode=patchelf
+        where="Debian sid"
+        # shellcheck disable=SC2206  # a list of package names
+        names=($COMMON_PKGS "${names[@]}")
+    fi
+    for p in "${names[@]}"; do
+        r=$(resolve_pkg "$p") || true
+        if [ -n "$r" ]; then
+            pkgs+=("$r")
+        else
+            case " $REQUIRED_COMMON python$base python$base-minimal libpython$base-minimal libpython$base-stdlib python$base-dbg libpython$base-dbg " in
+                *" $p "*) debian_reason="$where has no package $p"; return 1 ;;
+            esac
+            log "warning: $where has no package $p; going on without it"
+        fi
+    done
+    if [ "$mode" = patchelf ]; then
+        r=$(resolve_pkg libc6-dbg) || true
+        [ -z "$r" ] || pkgs+=("$r")
+    fi
+    log "python$v: the debug build from $where"
+    if ! fetch_debs "${pkgs[@]}" || [ ${#fetched[@]} -ne ${#pkgs[@]} ]; then
+        debian_reason="downloading from $where failed"
+        return 1
+    fi
+    install_prefix "$prefix" "python$v" "$mode" || return 1
+    if ! check_py "$prefix/usr/bin/python$v" "$v"; then
+        debian_reason="$prefix/usr/bin/python$v is not a debug build of $base"
+        return 1
+    fi
+    built_exe=$prefix/usr/bin/python$v
 }
 
 # prefix_python X.Y: the ready prefix interpreter (stamp in place) or nothing.
@@ -437,17 +545,17 @@ for v in $versions; do
     [ -n "$src" ] || { exe=$(find_uv "$v") && [ -n "$exe" ] && src=uv; } || true
     [ -n "$src" ] || { exe=$(find_system "$v") && [ -n "$exe" ] && src=system; } || true
     if [ -z "$src" ]; then
-        case " $DEBIAN_VERSIONS " in
+        case " $DEBIAN_VERSIONS $DEBIAN_DEBUG_VERSIONS " in
             *" $v "*)
                 debian_tried=1
                 exe=$(prefix_python "$v")
                 if [ -n "$exe" ]; then
-                    src="debian sid prefix"
+                    src="debian prefix"
                 elif build_prefix "$v"; then
                     exe=$built_exe
-                    src="debian sid prefix (built now)"
+                    src="debian prefix (built now)"
                 else
-                    log "python$v from Debian sid: ${debian_reason:-failed}"
+                    log "python$v from Debian: ${debian_reason:-failed}"
                     exe=
                 fi
                 ;;
@@ -475,21 +583,33 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "MISSING: ${missing[*]/#/python}"
     tried="pyenv (${pyenv_roots[*]:-no pyenv root}), uv (${uv_bin:-not installed}), the system PATH"
     if [ "$debian_tried" = 1 ]; then
-        tried="$tried, and a Debian sid prefix for $DEBIAN_VERSIONS${debian_reason:+: $debian_reason}"
+        tried="$tried, and a Debian prefix for $DEBIAN_VERSIONS $DEBIAN_DEBUG_VERSIONS${debian_reason:+: $debian_reason}"
     fi
     log "tried: $tried"
     log "to get them, either:"
     for v in "${missing[@]}"; do
-        log "    pyenv install $v      (pyenv: https://github.com/pyenv/pyenv#installation)"
+        case $v in
+            *d) log "    pyenv install --debug ${v%d}  (pyenv: https://github.com/pyenv/pyenv#installation)" ;;
+            *) log "    pyenv install $v      (pyenv: https://github.com/pyenv/pyenv#installation)" ;;
+        esac
     done
     for v in "${missing[@]}"; do
-        log "    uv python install $v  (uv: https://docs.astral.sh/uv/getting-started/installation/)"
+        case $v in
+            *d) log "    uv python install ${v%d}+debug  (uv: https://docs.astral.sh/uv/getting-started/installation/)" ;;
+            *) log "    uv python install $v  (uv: https://docs.astral.sh/uv/getting-started/installation/)" ;;
+        esac
     done
     case " ${missing[*]} " in
         *" 3.14 "*|*" 3.15 "*)
             log "or, for 3.14 and 3.15 on a Debian-family machine, let this script fetch them"
             log "from Debian's archive (it needs apt-get, dpkg-deb, the debian-archive-keyring,"
             log "and patchelf, which it installs when run as root)"
+            ;;
+    esac
+    case " ${missing[*]} " in
+        *" 3.11d "*|*" 3.14d "*|*" 3.15d "*)
+            log "or, for the debug builds 3.11d (from the machine's own Debian release, bookworm)"
+            log "and 3.14d, 3.15d (Debian sid), let this script fetch Debian's pythonX.Y-dbg (as above)"
             ;;
     esac
     log "then run this again."

@@ -13,6 +13,8 @@
 //! the exception `throw` raises) are in `protocol`; the hand-filled slots that step it on
 //! every `await` are in `slots`, which this file feeds through `Stepped`.
 
+use std::cmp::Ordering;
+
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pycell::PyRefMut;
@@ -23,7 +25,7 @@ use pyo3::{
 };
 
 use crate::protocol::{
-    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
+    already_executing, check_throw_arguments, error_is, escaping, just_started_error, reuse_error,
     thrown_exception, IntoMethodResult, State, Step,
 };
 use crate::slots::Stepped;
@@ -204,18 +206,25 @@ pub fn ready(value: PyObject) -> RustCoroutine {
 }
 
 /// countdown(n, value) -> RustCoroutine that yields None `n` times, then returns `value`.
+///
+/// `n` is taken as an object, not as PyO3 0.12's `i128` (the modern crate's type): that
+/// conversion leaks its argument (the `__index__` result), one reference per call.
 #[pyfunction]
 #[text_signature = "(n, value)"]
-pub fn countdown(n: i128, value: PyObject) -> PyResult<RustCoroutine> {
-    if n < 0 {
-        return Err(PyValueError::new_err(format!(
-            "countdown() needs n >= 0, got {}",
-            n
-        )));
-    }
-    let n = u64::try_from(n)
-        .map_err(|_| PyOverflowError::new_err(format!("countdown() needs n < 2**64, got {}", n)))?;
-    Ok(RustCoroutine::new(Kind::Countdown, n, value))
+pub fn countdown(n: &PyAny, value: PyObject) -> PyResult<RustCoroutine> {
+    let py = n.py();
+    let count = match n.extract::<u64>() {
+        Ok(count) => count,
+        Err(err) if error_is::<PyOverflowError>(py, &err) => {
+            return Err(if n.compare(0)? == Ordering::Less {
+                PyValueError::new_err(format!("countdown() needs n >= 0, got {}", n))
+            } else {
+                PyOverflowError::new_err(format!("countdown() needs n < 2**64, got {}", n))
+            });
+        }
+        Err(err) => return Err(err),
+    };
+    Ok(RustCoroutine::new(Kind::Countdown, count, value))
 }
 // ANCHOR_END: factories
 

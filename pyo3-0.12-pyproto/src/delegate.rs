@@ -24,7 +24,7 @@ use pyo3::{
 
 use crate::compat;
 use crate::protocol::{
-    already_executing, await_iter, check_throw_arguments, escaping, just_started_error,
+    already_executing, await_iter, check_throw_arguments, error_is, escaping, just_started_error,
     reuse_error, step_iter, thrown_exception, IntoMethodResult, State, Step,
 };
 use crate::slots::Stepped;
@@ -89,7 +89,7 @@ fn guarded<T>(py: Python, call: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 fn called(py: Python, result: PyResult<&PyAny>) -> PyResult<Step> {
     match result {
         Ok(value) => Ok(Step::Yield(value.into())),
-        Err(err) if err.is_instance::<PyStopIteration>(py) => {
+        Err(err) if error_is::<PyStopIteration>(py, &err) => {
             Ok(Step::Return(compat::stop_iteration_value(py, err)?))
         }
         Err(err) => Err(err),
@@ -146,7 +146,7 @@ impl RustAwait {
         let suspended = before == State::Suspended;
         if suspended
             && compat::thrown_stop_iteration_returns_from_await()
-            && err.is_instance::<PyStopIteration>(py)
+            && error_is::<PyStopIteration>(py, &err)
         {
             return Self::end(slf, called(py, Err(err)));
         }
@@ -215,7 +215,7 @@ impl RustAwait {
 fn getattr_opt<'py>(obj: &'py PyAny, name: &str) -> PyResult<Option<&'py PyAny>> {
     match obj.getattr(name) {
         Ok(attr) => Ok(Some(attr)),
-        Err(err) if err.is_instance::<PyAttributeError>(obj.py()) => Ok(None),
+        Err(err) if error_is::<PyAttributeError>(obj.py(), &err) => Ok(None),
         Err(err) => Err(err),
     }
 }
@@ -272,8 +272,8 @@ mod methods {
             let _ = Self::end(slf, Err(PyGeneratorExit::new_err(())));
             match closed {
                 Err(err)
-                    if !err.is_instance::<PyGeneratorExit>(py)
-                        && !err.is_instance::<PyStopIteration>(py) =>
+                    if !error_is::<PyGeneratorExit>(py, &err)
+                        && !error_is::<PyStopIteration>(py, &err) =>
                 {
                     Err(err)
                 }

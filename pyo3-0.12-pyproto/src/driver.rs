@@ -16,13 +16,13 @@ use pyo3::prelude::*;
 use pyo3::{wrap_pyfunction, PyNativeType};
 
 use crate::compat;
-use crate::protocol::{await_iter, set_cause, step_iter, Step};
+use crate::protocol::{self, await_iter, set_cause, step_iter, Step};
 
 /// Calls `iter.close()` if it has one. `Ok` also when it has none.
 fn close(iter: &PyAny) -> PyResult<()> {
     match iter.getattr("close") {
         Ok(close) => close.call0().map(drop),
-        Err(err) if err.is_instance::<PyAttributeError>(iter.py()) => Ok(()),
+        Err(err) if protocol::error_is::<PyAttributeError>(iter.py(), &err) => Ok(()),
         Err(err) => Err(err),
     }
 }

@@ -23,6 +23,7 @@ use pyo3::exceptions::{
 };
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::type_object::PyTypeObject;
 use pyo3::types::PyTuple;
 use pyo3::{AsPyPointer, PyNativeType};
 
@@ -122,12 +123,25 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
         .unwrap_or_else(|| "Rust code panicked".to_owned())
 }
 
+/// Whether `err` is a `T` (an instance of it or of a subclass): `err.is_instance::<T>(py)`
+/// without its leak. PyO3 0.12 reads the type of an error fetched from CPython (its
+/// `FfiTuple` state) through `AsPyPointer for Option<PyObject>`, whose `as_ptr` takes a
+/// new reference that nothing releases: every check of a caught exception leaked a
+/// reference to its type (found by `tools/refleaks.py`; fixed in later PyO3). Here the
+/// error is normalised (as CPython normalises the exceptions it catches) and its type
+/// read as a borrowed reference.
+pub(crate) fn error_is<T: PyTypeObject>(py: Python, err: &PyErr) -> bool {
+    let typ = err.ptype(py).as_ptr();
+    // SAFETY: two live type objects, borrowed for the call; the GIL is held.
+    unsafe { ffi::PyErr_GivenExceptionMatches(typ, T::type_object(py).as_ptr()) != 0 }
+}
+
 /// An `int` argument as an `i64`, an int beyond the `i64` range clamped to its end, so
 /// that a range check after this rejects it with the caller's own `ValueError` (not an
 /// `OverflowError`). Not an int (no `__index__`): `TypeError`.
 pub(crate) fn int_argument(obj: &PyAny) -> PyResult<i64> {
     match obj.extract::<i64>() {
-        Err(err) if err.is_instance::<PyOverflowError>(obj.py()) => {
+        Err(err) if error_is::<PyOverflowError>(obj.py(), &err) => {
             Ok(if obj.compare(0)? == Ordering::Less {
                 i64::MIN
             } else {
@@ -284,7 +298,7 @@ fn with_traceback(py: Python, exception: &PyAny, tb: Option<&PyAny>) -> PyErr {
 /// step, converts it only up to CPython 3.11.
 pub(crate) fn escaping(py: Python, thrown: PyErr, started: bool) -> PyErr {
     let converts = started || compat::unstarted_throw_converts_stop_iteration();
-    if !converts || !thrown.is_instance::<PyStopIteration>(py) {
+    if !converts || !error_is::<PyStopIteration>(py, &thrown) {
         return thrown;
     }
     let err = PyRuntimeError::new_err("coroutine raised StopIteration");
@@ -377,7 +391,7 @@ pub(crate) fn step_iter(iter: &PyAny) -> PyResult<Step> {
         return Ok(Step::Return(py.None()));
     }
     let err = fetch_error(py);
-    if err.is_instance::<PyStopIteration>(py) {
+    if error_is::<PyStopIteration>(py, &err) {
         Ok(Step::Return(compat::stop_iteration_value(py, err)?))
     } else {
         // `fetch` kept the exception's type, value and traceback; raising `err` restores them.

@@ -71,7 +71,11 @@
 //!   collected object (`#[pyclass(gc)]`: `RustCoroutine`, `RustAwait`, `RustFuture`)
 //!   without untracking it first; a collection started while its fields are dropped
 //!   (by a `__del__`) then crashes. [`ready_type_with_fixes`] installs a `tp_dealloc`
-//!   that untracks first ([`dealloc_untracked`]); the switch (c) leaves it on.
+//!   that untracks first ([`dealloc_untracked`]); the switch (c) leaves it on. It does
+//!   what PyO3 0.12's `PyClassAlloc::dealloc` does except call
+//!   `PyObject_CallFinalizerFromDealloc`, which a debug CPython 3.14+ lets run only on a
+//!   tracked object (an assertion) and which does nothing for a type without
+//!   `tp_finalize` (PyO3 0.12 never sets one; a type with one keeps PyO3's dealloc).
 //!
 //! Only `lib.rs` calls into this module. Free-threaded builds (3.13t+, `Py_GIL_DISABLED`)
 //! are refused at build time by `build.rs`: PyO3 0.12's object header predates PEP 703.
@@ -84,8 +88,8 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::PyImportError;
 use pyo3::prelude::*;
-use pyo3::type_object::PyTypeInfo;
-use pyo3::PyClass;
+use pyo3::type_object::{PyLayout, PyTypeInfo};
+use pyo3::{PyCell, PyClass};
 
 use crate::ffi;
 
@@ -418,7 +422,9 @@ fn is_our_table(table: *mut ffi::PyAsyncMethods) -> bool {
 unsafe fn untrack_before_dealloc<T: PyClass>(type_object: *mut ffi::PyTypeObject) {
     // SAFETY: as the caller guarantees: a live type object, read and written under the GIL.
     unsafe {
-        if ffi::PyType_HasFeature(type_object, ffi::Py_TPFLAGS_HAVE_GC) == 0 {
+        if ffi::PyType_HasFeature(type_object, ffi::Py_TPFLAGS_HAVE_GC) == 0
+            || (*type_object).tp_finalize.is_some()
+        {
             return;
         }
         (*type_object).tp_dealloc = Some(dealloc_untracked::<T>);
@@ -426,7 +432,12 @@ unsafe fn untrack_before_dealloc<T: PyClass>(type_object: *mut ffi::PyTypeObject
     }
 }
 
-/// `tp_dealloc` of a GC class `T`: untrack, then what PyO3 0.12's own `tp_dealloc` does.
+/// `tp_dealloc` of a GC class `T` without `tp_finalize`: untrack, then what PyO3 0.12's
+/// own `tp_dealloc` does (`pyo3::pyclass::tp_dealloc`, `PyClassAlloc::dealloc`): a
+/// `GILPool` for the references the drop creates, the value dropped, the object freed.
+/// Left out: its `PyObject_CallFinalizerFromDealloc`, which calls nothing for a type
+/// without `tp_finalize` (checked by [`untrack_before_dealloc`]) and which a debug
+/// CPython 3.14+ lets run only on a tracked object (`assert`, an abort).
 ///
 /// A panic of the value's `Drop` does not unwind into CPython: it is reported as an
 /// unraisable `SystemError` (the object is then leaked, not freed).
@@ -436,12 +447,25 @@ unsafe extern "C" fn dealloc_untracked<T: PyClass>(obj: *mut ffi::PyObject) {
     // `PyType_GenericAlloc` tracks every GC object.
     unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
     let freed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: as above. This is PyO3 0.12's own `tp_dealloc`
-        // (`pyo3::pyclass::tp_dealloc`): a `GILPool` for the references the drop creates,
-        // and `PyClassAlloc::dealloc`, which drops the value and frees the object.
+        // SAFETY: as above: `obj` is a `PyCell<T>` (the layout of every `PyClass`), its
+        // value initialised and dropped nowhere else; after `py_drop` nothing reads it.
+        // The type is a GC type, so its `tp_free` (inherited from `object` by
+        // `PyType_Ready`) is `PyObject_GC_Del`; PyO3's fallback for a null `tp_free`
+        // (`tp_free_fallback`) is repeated, with the reference a heap type's instance
+        // holds to its type.
         unsafe {
             let pool = pyo3::GILPool::new();
-            <T as pyo3::pyclass::PyClassAlloc>::dealloc(pool.python(), obj.cast());
+            (*obj.cast::<PyCell<T>>()).py_drop(pool.python());
+            let ty = ffi::Py_TYPE(obj);
+            match (*ty).tp_free {
+                Some(free) => free(obj.cast()),
+                None => {
+                    ffi::PyObject_GC_Del(obj.cast());
+                    if ffi::PyType_HasFeature(ty, ffi::Py_TPFLAGS_HEAPTYPE) != 0 {
+                        ffi::Py_DECREF(ty.cast());
+                    }
+                }
+            }
         }
     }));
     if freed.is_err() {
