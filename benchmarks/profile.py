@@ -174,6 +174,14 @@ def bucket_of(function: str) -> str:
     return OTHER
 
 
+def instructions(count: float) -> str:
+    """A per-operation instruction count as the tables print it: rounded to a whole
+    number with thousands separators. Rounding goes through ``round`` (an ``int``), so a
+    small negative difference of two runs prints ``0``, not ``-0`` as ``f"{-0.3:,.0f}"``
+    would."""
+    return f"{round(count):,}"
+
+
 def table(python: str, version: str, workload: str) -> str:
     columns = {}
     for name in IMPLEMENTATIONS:
@@ -194,14 +202,14 @@ def table(python: str, version: str, workload: str) -> str:
         "|---|" + "---:|" * len(IMPLEMENTATIONS),
     ]
     for bucket in names:
-        cells = [f"{columns[n].get(bucket, 0):,.0f}" for n in IMPLEMENTATIONS]
+        cells = [instructions(columns[n].get(bucket, 0)) for n in IMPLEMENTATIONS]
         lines.append(f"| {bucket} | " + " | ".join(cells) + " |")
     totals = [total[n] for n in IMPLEMENTATIONS]
-    lines.append("| **total** | " + " | ".join(f"**{t:,.0f}**" for t in totals) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{instructions(t)}**" for t in totals) + " |")
     lines.append(
         "| ratio to native | " + " | ".join(f"{t / total['native']:.2f}×" for t in totals) + " |"
     )
-    cells = [f"{columns[n].get(ROUND_TRIP_ROW, 0):,.0f}" for n in IMPLEMENTATIONS]
+    cells = [instructions(columns[n].get(ROUND_TRIP_ROW, 0)) for n in IMPLEMENTATIONS]
     lines.append(f"| of the total: {ROUND_TRIP_ROW} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,8 @@ async def main() -> int:
     first: int = await m.ready(1)
     second: str = await m.countdown(2, "two")
     both = await asyncio.gather(m.ready(3), m.countdown(1, 4))
-    return first + len(second) + sum(both)
+    echoed: str = await m.Echo("echo")
+    return first + len(second) + sum(both) + len(echoed)
 
 
 coro: "m.RustCoroutine[int]" = m.ready(5)

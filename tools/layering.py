@@ -62,6 +62,7 @@ ALLOWED: dict[str, set[str]] = {
     "futures": {"bridge"} | SIEVE | LOWER,
     "stream": {"bridge"} | SIEVE | LOWER,
     "semaphore": {"bridge"} | LOWER,
+    "recipe": set(),  # the guide's first recipe: plain PyO3, nothing of the crate
     "baselines": {"bridge", "protocol", "compat"},  # modern only
     "lib": set(),  # everything: see allowed()
 }

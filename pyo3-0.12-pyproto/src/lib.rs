@@ -10,6 +10,7 @@
 //! * [`stream`]: Rust streams as Python async iterators (`RustStream`, `ticks`, `primes`,
 //!   `live_streams`), and [`semaphore`]: an async context manager (`Semaphore`), both
 //!   built on `bridge`; [`sieve`]: the prime sieve `count_primes` and `primes` share.
+//! * [`recipe`]: `Echo`, the guide's first recipe: the smallest awaitable class.
 //! * [`slots`]: the type slots filled by hand, the hot path of every step.
 //! * [`protocol`]: what every coroutine-like class shares (states, errors, `throw`'s
 //!   arguments, `Step`, stepping an iterator).
@@ -36,6 +37,7 @@ pub mod driver;
 pub mod ffi;
 pub mod futures;
 pub mod protocol;
+pub mod recipe;
 pub mod repair;
 pub mod semaphore;
 pub mod sieve;
@@ -49,6 +51,7 @@ use pyo3::wrap_pyfunction;
 use crate::bridge::{RustFuture, WakeReader};
 use crate::coroutine::RustCoroutine;
 use crate::delegate::RustAwait;
+use crate::recipe::Echo;
 use crate::semaphore::Semaphore;
 use crate::slots::Stepped;
 use crate::stream::RustStream;
@@ -69,7 +72,8 @@ fn pyo3_0_12_pyproto(py: Python, m: &PyModule) -> PyResult<()> {
     delegate::register(m)?; // delegate
     futures::register(m)?; // sleep, count_primes, live_futures
     stream::register(m)?; // ticks, primes, live_streams
-                          // Private (not in `__all__`): the test hook of the slots' no-unwind guarantee.
+
+    // Private (not in `__all__`): the test hook of the slots' no-unwind guarantee.
     m.setattr("_panic_next_step", wrap_pyfunction!(panic_next_step, m)?)?;
 
     // `m.add_class::<T>()`, plus the fixes for CPython 3.10+ (and PyO3 0.12's GC dealloc);
@@ -79,6 +83,7 @@ fn pyo3_0_12_pyproto(py: Python, m: &PyModule) -> PyResult<()> {
     repair::add_class_with_fixes::<RustFuture>(py, m)?;
     repair::add_class_with_fixes::<RustStream>(py, m)?;
     repair::add_class_with_fixes::<Semaphore>(py, m)?;
+    repair::add_class_with_fixes::<Echo>(py, m)?;
     // The hand-filled slots of each step (`slots`): a test checks they are the ones used.
     let fast_slots = PyDict::new(py);
     fast_slots.set_item("RustCoroutine", install_slots::<RustCoroutine>(py)?)?;

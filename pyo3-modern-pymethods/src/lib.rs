@@ -12,6 +12,7 @@
 //!   built on `bridge`; [`sieve`]: the prime sieve `count_primes` and `primes` share.
 //! * [`baselines`]: the same futures as the ecosystem writes them (PyO3 `async fn`,
 //!   pyo3-async-runtimes), to compare against.
+//! * [`recipe`]: `Echo`, the guide's first recipe: the smallest awaitable class.
 //! * [`slots`]: the type slots filled by hand, the hot path of every step.
 //! * [`protocol`]: what every coroutine-like class shares (states, errors, `throw`'s
 //!   exception, panics, [`protocol::Step`], `await`'s iterator and one step of it).
@@ -32,6 +33,7 @@ pub mod delegate;
 pub mod driver;
 pub mod futures;
 pub mod protocol;
+pub mod recipe;
 pub mod semaphore;
 pub mod sieve;
 pub mod slots;
@@ -43,6 +45,7 @@ use pyo3::types::PyDict;
 use crate::bridge::RustFuture;
 use crate::coroutine::RustCoroutine;
 use crate::delegate::RustAwait;
+use crate::recipe::Echo;
 use crate::semaphore::Semaphore;
 use crate::stream::RustStream;
 
@@ -64,6 +67,7 @@ fn pyo3_modern_pymethods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RustFuture>()?;
     m.add_class::<RustStream>()?;
     m.add_class::<Semaphore>()?;
+    m.add_class::<Echo>()?;
     // The hand-filled slots of each step (`slots`): a test checks they are the ones used.
     let fast_slots = PyDict::new(m.py());
     fast_slots.set_item("RustCoroutine", slots::install::<RustCoroutine>(m.py())?)?;

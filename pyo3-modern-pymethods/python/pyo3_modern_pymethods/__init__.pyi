@@ -8,6 +8,7 @@ from . import baselines as baselines
 
 __all__ = [
     "ERA",
+    "Echo",
     "PYO3_VERSION",
     "RustAwait",
     "RustCoroutine",
@@ -107,6 +108,18 @@ def primes(n: int, buffer: int = 64) -> RustStream:
 
 def live_streams() -> int:
     """How many Rust streams of this module are alive right now."""
+
+@final
+class Echo:
+    """Echo(text): awaiting it yields to the event loop once, then returns `text`.
+
+    The guide's first recipe: its own iterator, with no send/throw/close.
+    """
+
+    def __new__(cls, text: str) -> Echo: ...
+    def __await__(self) -> Generator[None, Any, str]: ...
+    def __iter__(self) -> Generator[None, Any, str]: ...
+    def __next__(self) -> None: ...
 
 @final
 class Semaphore:
