@@ -64,6 +64,9 @@ pub(crate) fn bad_await_result_message(
             qualified_type_name(awaitable)?,
             qualified_type_name(result)?
         )
+    } else if coroutine && cfg!(PyPy) {
+        "__await__() returned a coroutine (it must return an iterator instead, see PEP 492)"
+            .to_owned()
     } else if coroutine {
         "__await__() returned a coroutine".to_owned()
     } else {
@@ -77,14 +80,40 @@ pub(crate) fn bad_await_result_message(
 /// Native coroutines, and generators marked by `types.coroutine`: what `__await__`
 /// must not return (PEP 492), and what `await` accepts without calling `__await__`.
 pub(crate) fn is_coroutine(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    // SAFETY: type checks of a live object; they read only its type pointer.
-    let (coro, generator) = unsafe {
-        (
-            ffi::PyCoro_CheckExact(obj.as_ptr()) != 0,
-            ffi::PyGen_Check(obj.as_ptr()) != 0,
-        )
-    };
-    Ok(coro || (generator && is_iterable_coroutine_generator(obj)?))
+    Ok(is_native_coroutine(obj) || (is_generator(obj) && is_iterable_coroutine_generator(obj)?))
+}
+
+// PyPy exports no type objects for its generators and coroutines (`ffi::PyGen_Check`
+// and `ffi::PyCoro_CheckExact` read `PyGen_Type` and `PyCoro_Type`, undefined there:
+// the module would not load); its C API has the checks as functions instead.
+#[cfg(PyPy)]
+unsafe extern "C" {
+    #[link_name = "PyPyGen_Check"]
+    fn pypy_gen_check(op: *mut ffi::PyObject) -> std::os::raw::c_int;
+    #[link_name = "PyPyCoro_CheckExact"]
+    fn pypy_coro_check_exact(op: *mut ffi::PyObject) -> std::os::raw::c_int;
+}
+
+/// `PyGen_Check`: a generator (of any generator function, `types.coroutine` or not).
+pub(crate) fn is_generator(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check of a live object, attached: it reads only the object's type.
+    #[cfg(not(PyPy))]
+    let generator = unsafe { ffi::PyGen_Check(obj.as_ptr()) };
+    // SAFETY: as above (PyPy's C API function of the same name and meaning).
+    #[cfg(PyPy)]
+    let generator = unsafe { pypy_gen_check(obj.as_ptr()) };
+    generator != 0
+}
+
+/// `PyCoro_CheckExact`: a native coroutine (of an `async def`).
+fn is_native_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check of a live object, attached: it reads only the object's type.
+    #[cfg(not(PyPy))]
+    let coro = unsafe { ffi::PyCoro_CheckExact(obj.as_ptr()) };
+    // SAFETY: as above (PyPy's C API function of the same name and meaning).
+    #[cfg(PyPy)]
+    let coro = unsafe { pypy_coro_check_exact(obj.as_ptr()) };
+    coro != 0
 }
 
 /// A generator made by a `types.coroutine` generator function.
@@ -139,9 +168,9 @@ pub(crate) fn unstarted_throw_converts_stop_iteration(py: Python<'_>) -> bool {
 /// Whether a `StopIteration` thrown into a coroutine suspended in `await` (whose
 /// awaited iterator has no `throw`) ends the `await`, with the exception's value as its
 /// result. CPython 3.12's `CLEANUP_THROW` made it so; before, it left the coroutine as a
-/// `RuntimeError` (PEP 479).
+/// `RuntimeError` (PEP 479). PyPy's `yield from` (3.11) already ends the `await` so.
 pub(crate) fn thrown_stop_iteration_returns_from_await(py: Python<'_>) -> bool {
-    py.version_info() >= (3, 12)
+    cfg!(PyPy) || py.version_info() >= (3, 12)
 }
 // ANCHOR_END: pep479
 
@@ -176,3 +205,26 @@ pub(crate) fn register_coroutine_abc(cls: &Bound<'_, PyType>) -> PyResult<()> {
     Ok(())
 }
 // ANCHOR_END: coroutine_abc
+
+// ANCHOR: raise_object
+/// The error that raises `exception` (an exception instance) as it is, traceback and all.
+///
+/// On PyPy, PyO3's `PyErr::from_value` (as every error it fetches, below Python 3.12)
+/// takes the exception's traceback as a C object at once; PyPy's C-level proxy of a
+/// traceback holds C references to the next entry and to the frame, which its garbage
+/// collector cannot see through. A frame in that traceback that refers back to the
+/// exception (asyncio's `Task.__step` holds the `CancelledError` it throws into the
+/// coroutine) then makes a cycle PyPy never frees: measured, every cancelled Task kept
+/// with its waiter, the exception, the traceback and its frames. A lazy error, raised by
+/// `PyErr_SetObject` with the instance, never hands the traceback to C.
+pub(crate) fn raise_object(exception: Bound<'_, PyAny>) -> PyErr {
+    #[cfg(PyPy)]
+    {
+        PyErr::from_type(exception.get_type(), exception.unbind())
+    }
+    #[cfg(not(PyPy))]
+    {
+        PyErr::from_value(exception)
+    }
+}
+// ANCHOR_END: raise_object

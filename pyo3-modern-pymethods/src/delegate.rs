@@ -165,11 +165,8 @@ impl RustAwait {
             }
         };
         let suspended = before == State::Suspended;
-        if suspended
-            && compat::thrown_stop_iteration_returns_from_await(py)
-            && err.is_instance_of::<PyStopIteration>(py)
-        {
-            return Self::end(slf, call_step(py, Err(err)));
+        if suspended && compat::thrown_stop_iteration_returns_from_await(py) && err.stop_iteration {
+            return Self::end(slf, call_step(py, Err(err.err)));
         }
         Self::end(slf, Err(escaping(py, err, suspended)))
     }
