@@ -148,6 +148,22 @@ def test_drive_of_a_deep_native_chain_raises_recursion_error(era):
         era.drive(chain(limit + 100))
 
 
+@pytest.mark.slow
+def test_drive_of_a_100_000_deep_native_chain_three_times(era):
+    """Regression (PyPy): the RecursionError's 100,000-entry traceback must not be handed
+    to the C layer (PyPy converted it recursively and crashed, once the JIT had compiled
+    the chain; see protocol.rs, ``step_iter``)."""
+
+    async def chain(depth):
+        if depth == 0:
+            return "bottom"
+        return await chain(depth - 1)
+
+    for _ in range(3):
+        with pytest.raises(RecursionError):
+            era.drive(chain(100_000))
+
+
 def test_drive_from_several_threads(era):
     results, errors = [], []
 

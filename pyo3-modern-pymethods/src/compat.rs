@@ -12,7 +12,7 @@ use std::ffi::CStr;
 use pyo3::exceptions::{PyDeprecationWarning, PyStopIteration};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyTuple, PyType};
 
 /// `CO_ITERABLE_COROUTINE`: the code flag `types.coroutine` sets on a generator
 /// function so that its generators may be awaited.
@@ -207,24 +207,95 @@ pub(crate) fn register_coroutine_abc(cls: &Bound<'_, PyType>) -> PyResult<()> {
 // ANCHOR_END: coroutine_abc
 
 // ANCHOR: raise_object
-/// The error that raises `exception` (an exception instance) as it is, traceback and all.
+/// The error that raises `exception` (an exception instance) as it is.
 ///
 /// On PyPy, PyO3's `PyErr::from_value` (as every error it fetches, below Python 3.12)
-/// takes the exception's traceback as a C object at once; PyPy's C-level proxy of a
-/// traceback holds C references to the next entry and to the frame, which its garbage
-/// collector cannot see through. A frame in that traceback that refers back to the
-/// exception (asyncio's `Task.__step` holds the `CancelledError` it throws into the
-/// coroutine) then makes a cycle PyPy never frees: measured, every cancelled Task kept
-/// with its waiter, the exception, the traceback and its frames. A lazy error, raised by
-/// `PyErr_SetObject` with the instance, never hands the traceback to C.
+/// takes the exception's traceback as a C object at once, and PyPy's C layer (cpyext)
+/// converts it, entry by entry, into C-level proxies holding C references to the next
+/// entry and to the frame, which its garbage collector cannot see through. Two cases
+/// are measured to go wrong, and are raised there as lazy errors instead
+/// (`PyErr_SetObject` with the instance: the traceback never reaches C; PyPy then
+/// starts the exception's traceback afresh, a loss the other exceptions do not take):
+///
+/// * asyncio's `CancelledError`: `Task.__step`'s frame, in its traceback, holds it, a
+///   cycle PyPy never frees: every cancelled Task was kept, with its waiter, the
+///   exception, the traceback and its frames (about 4 KiB each);
+/// * `RecursionError`: from a chain of 100,000 native coroutines its traceback is as
+///   deep, and converting it recursively crashed PyPy once the JIT had compiled the
+///   chain (a segfault, or "Fatal error in cpyext... PyErr_Fetch was not supposed to
+///   fail"; fine with --jit off).
 pub(crate) fn raise_object(exception: Bound<'_, PyAny>) -> PyErr {
     #[cfg(PyPy)]
     {
-        PyErr::from_type(exception.get_type(), exception.unbind())
+        use pyo3::exceptions::PyRecursionError;
+        use pyo3::sync::PyOnceLock;
+        use pyo3::types::PyType;
+        static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        let py = exception.py();
+        let cancelled = CANCELLED
+            .import(py, "asyncio", "CancelledError")
+            .is_ok_and(|class| exception.is_instance(class).unwrap_or(false));
+        if cancelled || exception.is_instance_of::<PyRecursionError>() {
+            return PyErr::from_type(exception.get_type(), exception.unbind());
+        }
+    }
+    PyErr::from_value(exception)
+}
+// ANCHOR_END: raise_object
+
+// ANCHOR: call
+/// What a call of an iterator's `send`, `throw` or `close` (or of `next`) did, when it
+/// did not raise: returned a value, or raised `StopIteration` (with this `.value`).
+pub(crate) enum Called<'py> {
+    Returned(Bound<'py, PyAny>),
+    Stopped(Bound<'py, PyAny>),
+}
+
+/// `f(*args)`, a `StopIteration` taken apart. On PyPy an exception `f` raises is caught
+/// in Python and comes back as an object, raised again by [`raise_object`]: had PyO3
+/// fetched it (`PyErr_Fetch`), its traceback would have become a C-level proxy, and a
+/// cancelled Task's traceback, which refers back to the exception through
+/// `Task.__step`'s frame, would never be freed (measured: every Task cancelled while
+/// `delegate` waited on a Future, kept).
+pub(crate) fn call<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Called<'py>> {
+    #[cfg(PyPy)]
+    {
+        use pyo3::sync::PyOnceLock;
+        use pyo3::types::PyModule;
+        static CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let py = f.py();
+        let call = CALL.get_or_try_init(py, || {
+            let code = c"def call(f, args):
+    try:
+        return 0, f(*args)
+    except StopIteration as stop:
+        return 1, stop.value
+    except BaseException as exception:
+        return 2, exception
+";
+            PyModule::from_code(py, code, c"<pyo3_modern_pymethods>", c"_pypy_call")?
+                .getattr("call")
+                .map(Bound::unbind)
+        })?;
+        let (how, value): (u8, Bound<'py, PyAny>) = call.bind(py).call1((f, args))?.extract()?;
+        match how {
+            0 => Ok(Called::Returned(value)),
+            1 => Ok(Called::Stopped(value)),
+            _ => Err(raise_object(value)),
+        }
     }
     #[cfg(not(PyPy))]
     {
-        PyErr::from_value(exception)
+        match f.call1(args) {
+            Ok(value) => Ok(Called::Returned(value)),
+            Err(err) if err.is_instance_of::<PyStopIteration>(f.py()) => {
+                Ok(Called::Stopped(stop_iteration_value(f.py(), err)?))
+            }
+            Err(err) => Err(err),
+        }
     }
 }
-// ANCHOR_END: raise_object
+// ANCHOR_END: call

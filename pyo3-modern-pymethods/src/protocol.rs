@@ -304,13 +304,40 @@ fn next_slot(iter: &Bound<'_, PyAny>) -> Option<ffi::iternextfunc> {
 /// either with no exception at all (a return value of `None`) or with a
 /// `StopIteration` whose `.value` is the result.
 pub(crate) fn step_iter<'py>(iter: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
-    let py = iter.py();
     let Some(next) = next_slot(iter) else {
         let name = compat::type_name(iter);
         return Err(PyTypeError::new_err(format!(
             "'{name}' object is not an iterator"
         )));
     };
+    // On PyPy the step goes through Python's `next()`, so that an exception comes back
+    // as an object (`compat::call`): fetched by PyO3, a RecursionError from a chain of
+    // 100,000 native coroutines would hand its 100,000-entry traceback to PyPy's C layer,
+    // which converts it entry by entry, recursively (measured: a segfault, or "Fatal error
+    // in cpyext... PyErr_Fetch was not supposed to fail", once the JIT has compiled the
+    // chain; fine with --jit off). Python-level `next()` also never reaches the slots
+    // `crate::slots` fills, which PyPy's own calls ignore too (see there).
+    #[cfg(PyPy)]
+    {
+        let _ = next;
+        let py = iter.py();
+        static NEXT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let builtin_next = NEXT.import(py, "builtins", "next")?;
+        Ok(
+            match compat::call(builtin_next, &PyTuple::new(py, [iter])?)? {
+                compat::Called::Returned(item) => Step::Yield(item),
+                compat::Called::Stopped(value) => Step::Return(value),
+            },
+        )
+    }
+    #[cfg(not(PyPy))]
+    step_with_slot(iter, next)
+}
+
+/// One step through the `tp_iternext` slot `next` of `iter`'s type.
+#[cfg(not(PyPy))]
+fn step_with_slot<'py>(iter: &Bound<'py, PyAny>, next: ffi::iternextfunc) -> PyResult<Step<'py>> {
+    let py = iter.py();
     // SAFETY: the slot of `iter`'s own type, called with `iter` while attached; it
     // returns a new reference, or NULL with or without an exception set.
     let item = unsafe { next(iter.as_ptr()) };
