@@ -252,11 +252,10 @@ pub(crate) enum Called<'py> {
 }
 
 /// `f(*args)`, a `StopIteration` taken apart. On PyPy an exception `f` raises is caught
-/// in Python and comes back as an object, raised again by [`raise_object`]: had PyO3
-/// fetched it (`PyErr_Fetch`), its traceback would have become a C-level proxy, and a
-/// cancelled Task's traceback, which refers back to the exception through
-/// `Task.__step`'s frame, would never be freed (measured: every Task cancelled while
-/// `delegate` waited on a Future, kept).
+/// in Python and comes back as an object, raised again by [`raise_object`], which decides
+/// whether its traceback may reach PyPy's C layer: fetched by PyO3 (`PyErr_Fetch`), it
+/// always would (measured: every Task cancelled while `delegate` waited on a Future,
+/// kept with its `CancelledError`'s traceback and frames).
 pub(crate) fn call<'py>(
     f: &Bound<'py, PyAny>,
     args: &Bound<'py, PyTuple>,
