@@ -5,6 +5,7 @@
 //!    no biased reference counts) predates free-threading, so the module would
 //!    corrupt memory from its first `Py_INCREF`. PyO3 0.12's own build script does
 //!    not know about that flag and would happily produce the broken module.
+//!    Likewise refuses PyPy: see `pypy_target`.
 //! 2. Exports the PyO3 version recorded in `Cargo.lock` as the compile-time environment
 //!    variable `PYO3_VERSION` (the module's `PYO3_VERSION`), as the modern crate does:
 //!    both call `build_support::export_pyo3_version` (the workspace's `build-support`).
@@ -74,6 +75,21 @@ fn main() {
         process::exit(1);
     }
 
+    // ANCHOR: pypy
+    if let Some(reason) = pypy_target(target.as_ref()) {
+        eprintln!(
+            "error: pyo3-0-12-pyproto cannot be built for PyPy ({reason}).\n\
+             PyO3 0.12 targets CPython's C API and object layout: for PyPy 3.11 it lacks the \
+             i128 conversion this crate uses and links CPython-only symbols of its own \
+             (PyObject_GC_UnTrack, PyCFunction_NewEx, PyUnicode_AsUTF8AndSize), and every \
+             error it fetches hands the traceback to PyPy's C layer, where a traceback \
+             that refers back to its exception (asyncio's cancellations) is never freed. \
+             Use the pyo3-modern-pymethods crate on PyPy."
+        );
+        process::exit(1);
+    }
+    // ANCHOR_END: pypy
+
     let version = build_support::export_pyo3_version();
     if !version.starts_with("0.12.") {
         eprintln!("error: pyo3-0-12-pyproto expects PyO3 0.12.x, Cargo resolved {version}");
@@ -87,6 +103,7 @@ struct Target {
     minor: u32,
     gil_disabled: bool,
     trace_refs: bool,
+    implementation: String,
 }
 
 fn target_interpreter() -> Option<Target> {
@@ -96,7 +113,7 @@ fn target_interpreter() -> Option<Target> {
             "-c",
             "import sys, sysconfig; \
              print(sys.version_info[1], sysconfig.get_config_var('Py_GIL_DISABLED'), \
-             sysconfig.get_config_var('Py_TRACE_REFS'))",
+             sysconfig.get_config_var('Py_TRACE_REFS'), sys.implementation.name)",
         ])
         .output()
         .ok()?;
@@ -109,11 +126,13 @@ fn target_interpreter() -> Option<Target> {
     let minor = fields.next()?.parse().ok()?;
     let gil_disabled = fields.next() == Some("1");
     let trace_refs = fields.next() == Some("1");
+    let implementation = fields.next().unwrap_or("cpython").to_owned();
     Some(Target {
         python,
         minor,
         gil_disabled,
         trace_refs,
+        implementation,
     })
 }
 
@@ -139,6 +158,25 @@ fn free_threaded_target(target: Option<&Target>) -> Option<String> {
             target.python.display()
         )
     })
+}
+
+/// `Some(reason)` when the target interpreter is PyPy (from `PYO3_CONFIG_FILE`, else the
+/// interpreter itself).
+fn pypy_target(target: Option<&Target>) -> Option<String> {
+    if let Some(config) = env::var_os("PYO3_CONFIG_FILE") {
+        let text = fs::read_to_string(&config).unwrap_or_default();
+        if text
+            .lines()
+            .any(|line| line.trim().eq_ignore_ascii_case("implementation=PyPy"))
+        {
+            return Some(format!(
+                "PYO3_CONFIG_FILE {} has implementation=PyPy",
+                Path::new(&config).display()
+            ));
+        }
+    }
+    let target = target?;
+    (target.implementation == "pypy").then(|| format!("{} is PyPy", target.python.display()))
 }
 
 fn interpreter() -> Option<PathBuf> {

@@ -1,4 +1,4 @@
-"""Compile-time checks: free-threaded CPython (PEP 703).
+"""Compile-time checks: free-threaded CPython (PEP 703), and the 0.12 era's refusal of PyPy.
 
 No free-threaded interpreter can be installed here, so these tests compile for one: a
 ``PYO3_CONFIG_FILE`` describing CPython 3.14t (``build_flags=Py_GIL_DISABLED``). The
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,28 @@ def test_pyo3_0_12_refuses_free_threaded():
     assert proc.returncode != 0
     assert "free-threaded" in proc.stderr
     assert "PEP 703" in proc.stderr
+
+
+@pytest.mark.skipif(
+    sys.implementation.name != "pypy", reason="needs PyPy (the pypy311-pyproto environment)"
+)
+def test_pyo3_0_12_refuses_pypy():
+    """PyO3 0.12 does not run on PyPy 3.11 (see pyo3-0.12-pyproto/build.rs): the 0.12 crate
+    refuses to build for it, saying why, instead of failing at import or leaking."""
+    env = {
+        **os.environ,
+        "PYO3_PYTHON": sys.executable,
+        "CARGO_TARGET_DIR": str(ROOT / "target" / "tox"),
+    }
+    env.pop("PYO3_CONFIG_FILE", None)
+    proc = subprocess.run(
+        ["cargo", "build", "--release", "--package", "pyo3-0-12-pyproto"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode != 0
+    assert "cannot be built for PyPy" in proc.stderr, proc.stderr[-5000:]
+    assert "pyo3-modern-pymethods" in proc.stderr

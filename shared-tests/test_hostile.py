@@ -133,6 +133,10 @@ def test_exhausted_iterator_that_keeps_returning(era):
     assert outcome(lambda: wrapped.send(None)) == ("return", None)
 
 
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython",
+    reason="CPython's recursion limit counts frames; PyPy's guards the stack's depth instead",
+)
 def test_drive_of_a_deep_native_chain_raises_recursion_error(era):
     async def chain(depth):
         if depth == 0:
@@ -142,6 +146,22 @@ def test_drive_of_a_deep_native_chain_raises_recursion_error(era):
     limit = sys.getrecursionlimit()
     with pytest.raises(RecursionError):
         era.drive(chain(limit + 100))
+
+
+@pytest.mark.slow
+def test_drive_of_a_100_000_deep_native_chain_three_times(era):
+    """Regression (PyPy): the RecursionError's 100,000-entry traceback must not be handed
+    to the C layer (PyPy converted it recursively and crashed, once the JIT had compiled
+    the chain; see protocol.rs, ``step_iter``)."""
+
+    async def chain(depth):
+        if depth == 0:
+            return "bottom"
+        return await chain(depth - 1)
+
+    for _ in range(3):
+        with pytest.raises(RecursionError):
+            era.drive(chain(100_000))
 
 
 def test_drive_from_several_threads(era):

@@ -22,9 +22,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SUPPRESSIONS = ROOT / "tools" / "valgrind-glibc.supp"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("valgrind") is None, reason="valgrind is not installed"
-)
+pytestmark = [
+    pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed"),
+    pytest.mark.skipif(
+        sys.implementation.name != "cpython",
+        reason="memcheck runs CPython with PYTHONMALLOC=malloc; PyPy's own GC and JIT are not "
+        "run under it",
+    ),
+]
 
 INVALID = re.compile(r"Invalid (read|write) of size \d+")
 

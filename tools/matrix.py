@@ -41,10 +41,14 @@ PYTHONS = ["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 # environments (py311d-pyproto, ...) run the suite and then tools/refleaks.py, whose
 # report is the environment's name with "-refleaks".
 DEBUG_PYTHONS = ["3.11d", "3.14d", "3.15d"]
+# Other interpreters, each a column after the CPython ones: (title, tox environment
+# prefix, the Python version it implements).
+OTHER_INTERPRETERS = [("PyPy 3.11", "pypy311", "3.11")]
 # The test cases whose outcome a cell shows (the rest are counted).
 NOTABLE = re.compile(
     r"test_clean_under_valgrind|valgrind_attribution"
     r"|test_modern_compiles_for_free_threaded_314|test_pyo3_0_12_refuses_free_threaded"
+    r"|test_pyo3_0_12_refuses_pypy"
 )
 LEGEND = (
     "✅ the whole shared suite passed in that tox environment (valgrind clean: the "
@@ -58,7 +62,8 @@ LEGEND = (
     "steady growth of `sys.gettotalrefcount()` or `sys.getallocatedblocks()`; "
     "❌ some of it failed; — that PyO3 does not support that Python; 3.14t is "
     "free-threaded CPython, which no package provides here: 🔨 the crate was compiled for "
-    "it (`PYO3_CONFIG_FILE`) but could not be run, ⛔ the crate refuses to build for it."
+    "it (`PYO3_CONFIG_FILE`) but could not be run, ⛔ the crate refuses to build for it "
+    "(there and on PyPy, a test checks the refusal)."
 )
 
 Result = Dict[str, Any]
@@ -117,9 +122,11 @@ def read_report(path: Path) -> Result:
 def table_environments() -> set[str]:
     """The tox environments whose results the table shows."""
     names = {"build-checks"}
+    prefixes = [f"py{python.replace('.', '')}" for python in PYTHONS + DEBUG_PYTHONS]
+    prefixes += [prefix for _, prefix, _ in OTHER_INTERPRETERS]
     for era in ERAS.values():
-        for python in PYTHONS + DEBUG_PYTHONS:
-            env = f"py{python.replace('.', '')}-{era.name}"
+        for prefix in prefixes:
+            env = f"{prefix}-{era.name}"
             names |= {env, env + "-valgrind"}
     return names
 
@@ -142,13 +149,21 @@ def merge(stored: dict[str, Result], ran: list[str]) -> dict[str, Result]:
     return dict(sorted(merged.items()))
 
 
-def parts(era: str, python: str, results: dict[str, Result]) -> Cell:
-    """The lines of one cell, each with the result it comes from."""
-    env = f"py{python.replace('.', '')}-{era}"
+def parts(era: str, prefix: str, results: dict[str, Result]) -> Cell:
+    """The lines of one cell (tox environment ``{prefix}-{era}``), each with the result
+    it comes from."""
+    env = f"{prefix}-{era}"
     result = results.get(env)
     if result is None:
         return [("not run", None)]
     lines: Cell
+    refusal = [
+        state
+        for case, state in result.get("cases", {}).items()
+        if case.startswith("test_pyo3_0_12_refuses")
+    ]
+    if refusal and "error" not in result and not result["failed"]:
+        return [("⛔ refused at build" if "passed" in refusal else "❌ refusal not shown", result)]
     if "error" in result:
         lines = [(f"❌ {result['error']}", result)]
     elif result["failed"]:
@@ -198,7 +213,12 @@ def table(results: dict[str, Result]) -> str:
             if version_key(python) < era.oldest:
                 row.append([(f"— (needs {era.oldest[0]}.{era.oldest[1]}+)", None)])
             else:
-                row.append(parts(era.name, python, results))
+                row.append(parts(era.name, f"py{python.replace('.', '')}", results))
+        for _, prefix, python in OTHER_INTERPRETERS:
+            if version_key(python) < era.oldest:
+                row.append([(f"— (needs {era.oldest[0]}.{era.oldest[1]}+)", None)])
+            else:
+                row.append(parts(era.name, prefix, results))
         row.append(free_threaded(era.name, results))
         cells[era.name] = row
     days = collections.Counter(
@@ -217,7 +237,9 @@ def table(results: dict[str, Result]) -> str:
             lines.append(text if day in (None, usual) else f"{text} ({day})")
         return "<br>".join(lines)
 
-    columns = PYTHONS + DEBUG_PYTHONS + ["3.14t"]
+    columns = (
+        PYTHONS + DEBUG_PYTHONS + [title for title, _, _ in OTHER_INTERPRETERS] + ["3.14t"]
+    )
     lines = [
         "| era | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Make every CPython from 3.7 to 3.15 available to tox on this machine.
+# Make every CPython from 3.7 to 3.15, and PyPy 3.11, available to tox on this machine.
 #
-# Usage: tools/pythons.sh [--versions "3.7 3.8 ... 3.15"] [--require]
+# Usage: tools/pythons.sh [--versions "3.7 3.8 ... 3.15 pypy3.11"] [--require]
 #
-# --versions: only these (space- or comma-separated; default: all of 3.7 to 3.15);
-# `tools/dev test -e ...` asks for the interpreters of the selected environments only.
+# --versions: only these (space- or comma-separated; default: all of 3.7 to 3.15 and
+# pypy3.11); `tools/dev test -e ...` asks for the interpreters of the selected
+# environments only.
 # 3.Xd names a debug build (Py_DEBUG, `python3.Xd`): never part of the default;
 # pyenv's (`--debug`) and uv's (`+debug`) are used, else on a Debian-family machine
 # 3.11d, 3.14d and 3.15d are built from Debian's pythonX.Y-dbg packages into the
 # cache (build_debug_prefix below).
 #
 # Prints, as its last line on stdout, a directory (the "bin dir") holding one
-# executable python3.X per version found; prepend it to PATH so tox (virtualenv
-# discovery by the python3.X name) finds them:
+# executable python3.X (pypy3.X) per version found; prepend it to PATH so tox
+# (virtualenv discovery by the python3.X or pypy3.X name) finds them:
 #
 #     PATH="$(tools/pythons.sh):$PATH" tox
 #
@@ -27,6 +28,11 @@
 # libraries. ld.so and libc.so.6 get libc6-dbg's symbols merged in
 # (eu-unstrip) so valgrind can run these interpreters.
 #
+# PyPy 3.X is looked for the same way (pyenv's pypy3.X-*, `uv python find
+# pypy3.X`, pypy3.X or pypy3 on PATH), then built the same way from sid's
+# pypy3, pypy3-lib, pypy3-dev and pypy3-venv when sid's pypy3 is for Python 3.X
+# (the interpreter and libpypy3.X-c.so are patchelf'ed onto the prefix's glibc).
+#
 # A second run with everything in place downloads nothing (a stamp per prefix).
 # Versions that cannot be found are reported on stderr and left out; with
 # --require the script then exits 1.  Messages go to stderr.
@@ -38,7 +44,7 @@ set -euo pipefail
 
 # Bump to rebuild existing prefixes after a change of the recipe below.
 RECIPE=2
-ALL_VERSIONS="3.7 3.8 3.9 3.10 3.11 3.12 3.13 3.14 3.15"
+ALL_VERSIONS="3.7 3.8 3.9 3.10 3.11 3.12 3.13 3.14 3.15 pypy3.11"
 # Versions that may be built from Debian sid when nothing else has them.
 DEBIAN_VERSIONS="3.14 3.15"
 # Debug builds (3.Xd) that may be built from Debian packages (pythonX.Y-dbg): see
@@ -67,7 +73,7 @@ while [ $# -gt 0 ]; do
 done
 versions=${versions//,/ }
 for v in $versions; do
-    [[ $v =~ ^3\.[0-9]+d?$ ]] || { log "not a version: $v (want 3.X, or 3.Xd for a debug build)"; exit 2; }
+    [[ $v =~ ^(3\.[0-9]+d?|pypy3\.[0-9]+)$ ]] || { log "not a version: $v (want 3.X, 3.Xd for a debug build, or pypy3.X)"; exit 2; }
 done
 
 start_ns=$(date +%s%N)
@@ -536,11 +542,187 @@ prefix_python() {
 }
 
 # ---------------------------------------------------------------------------
+# PyPy: pypy3.X next to python3.X in the bin dir.
+
+# check_pypy EXE X.Y: EXE runs and is PyPy for Python X.Y.
+check_pypy() {
+    local out
+    [ -x "$1" ] || return 1
+    case $1 in "$BIN"/*|*/shims/*) return 1 ;; esac
+    out=$("$1" -c 'import sys, platform
+print("%d.%d" % sys.version_info[:2], platform.python_implementation())' 2>/dev/null) || return 1
+    [ "$out" = "$2 PyPy" ]
+}
+
+find_pypy_pyenv() {
+    local v=$1 root d
+    for root in "${pyenv_roots[@]}"; do
+        for d in "$root"/versions/pypy"$v"*; do
+            if [ -d "$d" ]; then printf '%s\n' "$d"; fi
+        done
+    done | sort -V -r | while read -r d; do
+        for exe in "$d/bin/pypy$v" "$d/bin/pypy3"; do
+            if check_pypy "$exe" "$v"; then
+                printf '%s\n' "$exe"
+                break 2
+            fi
+        done
+    done
+}
+
+find_pypy_uv() {
+    local v=$1 p
+    [ -n "$uv_bin" ] || return 0
+    p=$(PATH="$search_path" UV_PYTHON_DOWNLOADS=never "$uv_bin" python find --system "pypy$v" 2>/dev/null) || return 0
+    if [ -n "$p" ] && check_pypy "$p" "$v"; then printf '%s\n' "$p"; fi
+}
+
+find_pypy_system() {
+    local v=$1 d name
+    local -a dirs
+    IFS=: read -r -a dirs <<<"$search_path"
+    for d in "${dirs[@]}"; do
+        for name in "pypy$v" pypy3; do
+            if check_pypy "$d/$name" "$v"; then
+                printf '%s\n' "$d/$name"
+                return 0
+            fi
+        done
+    done
+}
+
+# build_pypy_prefix X.Y: build $CACHE/debian/pypyX.Y from sid's pypy3 and set
+# built_exe to its interpreter. Runs in an `if` (set -e is off): check every step.
+build_pypy_prefix() {
+    local v=$1 prefix="$CACHE/debian/pypy$1" p r exe interp loader d triplet sid_version
+    local -a pkgs=() rpath=()
+    debian_prepare || return 1
+    sid_version=$(apt_cache show --no-all-versions pypy3 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
+    if [ -z "$sid_version" ]; then
+        debian_reason="Debian sid has no package pypy3"
+        return 1
+    fi
+    for p in $COMMON_PKGS pypy3 pypy3-lib pypy3-dev pypy3-venv; do
+        r=$(resolve_pkg "$p") || true
+        if [ -n "$r" ]; then
+            pkgs+=("$r")
+        else
+            case " $REQUIRED_COMMON pypy3 pypy3-lib " in
+                *" $p "*) debian_reason="Debian sid has no package $p"; return 1 ;;
+            esac
+            log "warning: Debian sid has no package $p; going on without it"
+        fi
+    done
+    built_exe=
+    if ! fetch_debs "${pkgs[@]}" || [ ${#fetched[@]} -ne ${#pkgs[@]} ]; then
+        debian_reason="downloading from Debian sid failed"
+        return 1
+    fi
+
+    log "building $prefix (Debian sid's pypy3 $sid_version)"
+    rm -rf "$prefix"
+    mkdir -p "$prefix"
+    for d in "${fetched[@]}"; do
+        dpkg-deb -x "$d" "$prefix" || { debian_reason="dpkg-deb -x ${d##*/} failed"; return 1; }
+    done
+    while IFS= read -r -d '' p; do
+        ln -sfn "$prefix$(readlink "$p")" "$p"
+    done < <(find "$prefix" -type l -lname '/*' -print0)
+
+    exe="$prefix/usr/bin/pypy$v"
+    if [ ! -f "$exe" ]; then
+        debian_reason="Debian sid's pypy3 $sid_version is not for Python $v (no usr/bin/pypy$v: $(cd "$prefix/usr/bin" && echo pypy3.*))"
+        return 1
+    fi
+    interp=$(patchelf --print-interpreter "$exe")
+    loader=$(readlink -f "$prefix$interp" 2>/dev/null || true)
+    if [ ! -f "$loader" ]; then
+        loader=$(find "$prefix" -type f -name "${interp##*/}" -print -quit)
+    fi
+    case $loader in
+        "$prefix"/*) ;;
+        *) debian_reason="no dynamic loader ${interp##*/} in the prefix"; return 1 ;;
+    esac
+    triplet=$(basename "$(dirname "$(find "$prefix" -name libc.so.6 -print -quit)")")
+    for d in "usr/lib/$triplet" "lib/$triplet" usr/lib64 lib64 usr/lib lib; do
+        if compgen -G "$prefix/$d/lib*.so*" >/dev/null; then rpath+=("$prefix/$d"); fi
+    done
+    # The interpreter (its RPATH was $ORIGIN/) and libpypy3.X-c.so, which holds PyPy
+    # itself and is what C extensions link against.
+    patchelf --set-interpreter "$loader" --force-rpath \
+        --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$exe" \
+        || { debian_reason="patchelf failed on ${exe#"$prefix"/}"; return 1; }
+    for p in "$prefix/usr/lib/$triplet"/libpypy3*-c.so*; do
+        if [ ! -f "$p" ] || [ -L "$p" ]; then continue; fi
+        patchelf --force-rpath --set-rpath "$(IFS=:; printf '%s' "${rpath[*]}")" "$p" \
+            || { debian_reason="patchelf failed on ${p#"$prefix"/}"; return 1; }
+    done
+    # ensurepip's wheels and the C headers live in the prefix, not in /usr.
+    "$exe" - "$prefix" <<'PY' || { debian_reason="patching _sysconfigdata failed"; return 1; }
+import glob, os, re, sys
+prefix = sys.argv[1]
+files = glob.glob(os.path.join(prefix, "usr/lib/pypy3*/_sysconfigdata_*.py"))
+for f in sorted({os.path.realpath(f) for f in files}):
+    with open(f) as fh:
+        s = fh.read()
+    for key in ("WHEEL_PKG_DIR", "INCLUDEPY", "CONFINCLUDEPY"):
+        s = re.sub(r"('%s': )'(/[^']*)'" % key,
+                   lambda m: m.group(1) + repr(m.group(2) if m.group(2).startswith(prefix + "/")
+                                               else prefix + m.group(2)), s)
+    with open(f, "w") as fh:
+        fh.write(s)
+PY
+    "$exe" -m compileall -q "$prefix/usr/lib/pypy$v" >/dev/null 2>&1 || true
+    if ! "$exe" -c "import ssl, sqlite3, ctypes, decimal, lzma, bz2, zlib, pyexpat, hashlib, venv, ensurepip, glob, os, sysconfig
+assert glob.glob(sysconfig.get_config_var('WHEEL_PKG_DIR') + '/pip-*.whl'), 'no pip wheel for ensurepip'
+assert os.path.exists(os.path.join(sysconfig.get_config_var('INCLUDEPY'), 'Python.h')), 'no Python.h'" >&2; then
+        debian_reason="the sid pypy$v in $prefix fails to import its standard modules"
+        return 1
+    fi
+    printf 'recipe=%s\nversion=%s\n' "$RECIPE" "$sid_version" >"$prefix/.pythons-stamp" || return 1
+    built_exe=$exe
+}
+
+# find_pypy X.Y: set exe and src to a PyPy for Python X.Y (already on the machine,
+# else the Debian sid prefix, built if need be), or leave src empty.
+find_pypy() {
+    local v=$1 prefix="$CACHE/debian/pypy$1"
+    exe=$(find_pypy_pyenv "$v") && [ -n "$exe" ] && { src=pyenv; return 0; }
+    exe=$(find_pypy_uv "$v") && [ -n "$exe" ] && { src=uv; return 0; }
+    exe=$(find_pypy_system "$v") && [ -n "$exe" ] && { src=system; return 0; }
+    debian_tried=1
+    exe="$prefix/usr/bin/pypy$v"
+    if grep -qx "recipe=$RECIPE" "$prefix/.pythons-stamp" 2>/dev/null && check_pypy "$exe" "$v"; then
+        src="debian sid prefix"
+    elif build_pypy_prefix "$v"; then
+        exe=$built_exe
+        src="debian sid prefix (built now)"
+    else
+        log "pypy$v from Debian sid: ${debian_reason:-failed}"
+        exe=
+    fi
+}
+
+# ---------------------------------------------------------------------------
 missing=()
 found=0
 debian_tried=0
 for v in $versions; do
     exe='' src=''
+    case $v in
+        pypy*)
+            find_pypy "${v#pypy}"
+            if [ -n "$src" ] && [ -n "$exe" ]; then
+                ln -sfn "$exe" "$BIN/$v"
+                found=$((found + 1))
+                log "$v: $src: $exe"
+            else
+                [ ! -L "$BIN/$v" ] || rm -f "$BIN/$v"
+                missing+=("$v")
+            fi
+            continue
+            ;;
+    esac
     exe=$(find_pyenv "$v") && [ -n "$exe" ] && src=pyenv
     [ -n "$src" ] || { exe=$(find_uv "$v") && [ -n "$exe" ] && src=uv; } || true
     [ -n "$src" ] || { exe=$(find_system "$v") && [ -n "$exe" ] && src=system; } || true
@@ -580,10 +762,14 @@ fi
 log "$found python(s) in $BIN ($((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000)))s)"
 status=0
 if [ ${#missing[@]} -gt 0 ]; then
-    log "MISSING: ${missing[*]/#/python}"
+    names=()
+    for v in "${missing[@]}"; do
+        case $v in pypy*) names+=("$v") ;; *) names+=("python$v") ;; esac
+    done
+    log "MISSING: ${names[*]}"
     tried="pyenv (${pyenv_roots[*]:-no pyenv root}), uv (${uv_bin:-not installed}), the system PATH"
     if [ "$debian_tried" = 1 ]; then
-        tried="$tried, and a Debian prefix for $DEBIAN_VERSIONS $DEBIAN_DEBUG_VERSIONS${debian_reason:+: $debian_reason}"
+        tried="$tried, and a Debian prefix for $DEBIAN_VERSIONS $DEBIAN_DEBUG_VERSIONS and PyPy${debian_reason:+: $debian_reason}"
     fi
     log "tried: $tried"
     log "to get them, either:"
@@ -610,6 +796,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         *" 3.11d "*|*" 3.14d "*|*" 3.15d "*)
             log "or, for the debug builds 3.11d (from the machine's own Debian release, bookworm)"
             log "and 3.14d, 3.15d (Debian sid), let this script fetch Debian's pythonX.Y-dbg (as above)"
+            ;;
+    esac
+    case " ${missing[*]} " in
+        *" pypy"*)
+            log "or, for PyPy on a Debian-family machine, let this script fetch Debian sid's"
+            log "pypy3 (the same needs; only when sid's pypy3 is for that Python version)"
             ;;
     esac
     log "then run this again."

@@ -146,13 +146,53 @@ impl Drop for Counted {
     }
 }
 
+// ANCHOR: waiter
+/// The asyncio future the awaiting Task waits on. Its done-callbacks hold the Task, the
+/// Task holds this `RustFuture`: a cycle through an extension object. CPython's collector
+/// sees it through `__traverse__`. PyPy's never frees a cycle through an extension
+/// object that holds a Python object with a `__del__` (asyncio's Future and Task have
+/// one), so a Task abandoned with its loop closed would be kept for ever, with its Rust
+/// future (and a semaphore permit it holds). There the waiter is held weakly: the Task
+/// holds it strongly (`_fut_waiter`) for as long as it waits on it, and a waiter nobody
+/// else holds has no Task left to wake.
+struct Waiter {
+    #[cfg(not(PyPy))]
+    future: Py<PyAny>,
+    #[cfg(PyPy)]
+    future: Py<pyo3::types::PyWeakrefReference>,
+}
+
+impl Waiter {
+    fn new(future: &Bound<'_, PyAny>) -> PyResult<Self> {
+        #[cfg(not(PyPy))]
+        let future = future.clone().unbind();
+        #[cfg(PyPy)]
+        let future = pyo3::types::PyWeakrefReference::new(future)?.unbind();
+        Ok(Waiter { future })
+    }
+
+    /// The future, unless (on PyPy) it is gone with its Task.
+    fn get<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        #[cfg(not(PyPy))]
+        {
+            Some(self.future.bind(py).clone())
+        }
+        #[cfg(PyPy)]
+        {
+            use pyo3::types::PyWeakrefMethods;
+            self.future.bind(py).upgrade()
+        }
+    }
+}
+// ANCHOR_END: waiter
+
 /// Where a Rust future is: still running (with what wakes it and what the awaiting
 /// Task waits on), finished (with its output, until the Task collects it), or gone.
 enum Slot {
     Pending {
         future: Counted,
         waker: Option<Waker>,
-        waiter: Option<Py<PyAny>>,
+        waiter: Option<Waiter>,
     },
     Ready(PyResult<Output>),
     Gone,
@@ -175,7 +215,7 @@ impl Task {
     // ANCHOR: advance
     /// Polls the future once if it is pending and has a waker. Returns the waiter to
     /// complete if it finished. Whatever is dropped is dropped after the lock is released.
-    fn poll_once(&self) -> Option<Py<PyAny>> {
+    fn poll_once(&self) -> Option<Waiter> {
         let mut slot = lock(&self.slot);
         let Slot::Pending {
             future,
@@ -209,7 +249,9 @@ impl Task {
             ..
         } = &gone
         {
-            let _ = waiter.call_method0(py, "cancel");
+            if let Some(waiter) = waiter.get(py) {
+                let _ = waiter.call_method0("cancel");
+            }
         }
         drop(gone);
     }
@@ -217,8 +259,11 @@ impl Task {
 
 // ANCHOR: release
 /// Completes the waiter a Task is blocked on, so the Task resumes the `RustFuture`.
-fn release(py: Python<'_>, waiter: Py<PyAny>) {
-    let waiter = waiter.bind(py);
+fn release(py: Python<'_>, waiter: Waiter) {
+    let Some(waiter) = waiter.get(py) else {
+        return; // gone with its Task (PyPy): nobody waits
+    };
+    let waiter = &waiter;
     if let Ok(false) = waiter
         .call_method0("done")
         .and_then(|done| done.is_truthy())
@@ -484,8 +529,8 @@ impl RustFuture {
                 return Err(reuse_error());
             }
         };
-        let waiter = match waiter {
-            Some(waiter) if !waiter.call_method0(py, "done")?.is_truthy(py)? => waiter,
+        let waiter = match waiter.and_then(|waiter| waiter.get(py)) {
+            Some(waiter) if !waiter.call_method0("done")?.is_truthy()? => waiter,
             _ => {
                 let event_loop = match event_loop {
                     Some(event_loop) => event_loop.clone(),
@@ -494,16 +539,27 @@ impl RustFuture {
                 let waiter = event_loop.call_method0("create_future")?;
                 // What asyncio's own Future.__await__ sets before yielding itself.
                 waiter.setattr("_asyncio_future_blocking", true)?;
-                waiter.unbind()
+                waiter
+            }
+        };
+        let held = match Waiter::new(&waiter) {
+            Ok(held) => held,
+            Err(err) => {
+                *lock(&self.task.slot) = Slot::Pending {
+                    future,
+                    waker,
+                    waiter: None,
+                };
+                return Err(err);
             }
         };
         *lock(&task.slot) = Slot::Pending {
             future,
             waker,
-            waiter: Some(waiter.clone_ref(py)),
+            waiter: Some(held),
         };
         self.state = State::Suspended;
-        Ok(Step::Yield(waiter.into_bound(py)))
+        Ok(Step::Yield(waiter))
     }
     // ANCHOR_END: settle
 
@@ -635,7 +691,7 @@ impl RustFuture {
                 Slot::Pending {
                     waiter: Some(waiter),
                     ..
-                } => visit.call(waiter)?,
+                } => visit.call(&waiter.future)?,
                 Slot::Ready(Ok(Output::Object(value))) => visit.call(value)?,
                 _ => {}
             }

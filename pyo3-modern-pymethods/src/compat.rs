@@ -12,7 +12,7 @@ use std::ffi::CStr;
 use pyo3::exceptions::{PyDeprecationWarning, PyStopIteration};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyTuple, PyType};
 
 /// `CO_ITERABLE_COROUTINE`: the code flag `types.coroutine` sets on a generator
 /// function so that its generators may be awaited.
@@ -64,6 +64,9 @@ pub(crate) fn bad_await_result_message(
             qualified_type_name(awaitable)?,
             qualified_type_name(result)?
         )
+    } else if coroutine && cfg!(PyPy) {
+        "__await__() returned a coroutine (it must return an iterator instead, see PEP 492)"
+            .to_owned()
     } else if coroutine {
         "__await__() returned a coroutine".to_owned()
     } else {
@@ -77,14 +80,40 @@ pub(crate) fn bad_await_result_message(
 /// Native coroutines, and generators marked by `types.coroutine`: what `__await__`
 /// must not return (PEP 492), and what `await` accepts without calling `__await__`.
 pub(crate) fn is_coroutine(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    // SAFETY: type checks of a live object; they read only its type pointer.
-    let (coro, generator) = unsafe {
-        (
-            ffi::PyCoro_CheckExact(obj.as_ptr()) != 0,
-            ffi::PyGen_Check(obj.as_ptr()) != 0,
-        )
-    };
-    Ok(coro || (generator && is_iterable_coroutine_generator(obj)?))
+    Ok(is_native_coroutine(obj) || (is_generator(obj) && is_iterable_coroutine_generator(obj)?))
+}
+
+// PyPy exports no type objects for its generators and coroutines (`ffi::PyGen_Check`
+// and `ffi::PyCoro_CheckExact` read `PyGen_Type` and `PyCoro_Type`, undefined there:
+// the module would not load); its C API has the checks as functions instead.
+#[cfg(PyPy)]
+unsafe extern "C" {
+    #[link_name = "PyPyGen_Check"]
+    fn pypy_gen_check(op: *mut ffi::PyObject) -> std::os::raw::c_int;
+    #[link_name = "PyPyCoro_CheckExact"]
+    fn pypy_coro_check_exact(op: *mut ffi::PyObject) -> std::os::raw::c_int;
+}
+
+/// `PyGen_Check`: a generator (of any generator function, `types.coroutine` or not).
+pub(crate) fn is_generator(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check of a live object, attached: it reads only the object's type.
+    #[cfg(not(PyPy))]
+    let generator = unsafe { ffi::PyGen_Check(obj.as_ptr()) };
+    // SAFETY: as above (PyPy's C API function of the same name and meaning).
+    #[cfg(PyPy)]
+    let generator = unsafe { pypy_gen_check(obj.as_ptr()) };
+    generator != 0
+}
+
+/// `PyCoro_CheckExact`: a native coroutine (of an `async def`).
+fn is_native_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check of a live object, attached: it reads only the object's type.
+    #[cfg(not(PyPy))]
+    let coro = unsafe { ffi::PyCoro_CheckExact(obj.as_ptr()) };
+    // SAFETY: as above (PyPy's C API function of the same name and meaning).
+    #[cfg(PyPy)]
+    let coro = unsafe { pypy_coro_check_exact(obj.as_ptr()) };
+    coro != 0
 }
 
 /// A generator made by a `types.coroutine` generator function.
@@ -139,9 +168,9 @@ pub(crate) fn unstarted_throw_converts_stop_iteration(py: Python<'_>) -> bool {
 /// Whether a `StopIteration` thrown into a coroutine suspended in `await` (whose
 /// awaited iterator has no `throw`) ends the `await`, with the exception's value as its
 /// result. CPython 3.12's `CLEANUP_THROW` made it so; before, it left the coroutine as a
-/// `RuntimeError` (PEP 479).
+/// `RuntimeError` (PEP 479). PyPy's `yield from` (3.11) already ends the `await` so.
 pub(crate) fn thrown_stop_iteration_returns_from_await(py: Python<'_>) -> bool {
-    py.version_info() >= (3, 12)
+    cfg!(PyPy) || py.version_info() >= (3, 12)
 }
 // ANCHOR_END: pep479
 
@@ -176,3 +205,96 @@ pub(crate) fn register_coroutine_abc(cls: &Bound<'_, PyType>) -> PyResult<()> {
     Ok(())
 }
 // ANCHOR_END: coroutine_abc
+
+// ANCHOR: raise_object
+/// The error that raises `exception` (an exception instance) as it is.
+///
+/// On PyPy, PyO3's `PyErr::from_value` (as every error it fetches, below Python 3.12)
+/// takes the exception's traceback as a C object at once, and PyPy's C layer (cpyext)
+/// converts it, entry by entry, into C-level proxies holding C references to the next
+/// entry and to the frame, which its garbage collector cannot see through. Two cases
+/// are measured to go wrong, and are raised there as lazy errors instead
+/// (`PyErr_SetObject` with the instance: the traceback never reaches C; PyPy then
+/// starts the exception's traceback afresh, a loss the other exceptions do not take):
+///
+/// * asyncio's `CancelledError`: `Task.__step`'s frame, in its traceback, holds it, a
+///   cycle PyPy never frees: every cancelled Task was kept, with its waiter, the
+///   exception, the traceback and its frames (about 4 KiB each);
+/// * `RecursionError`: from a chain of 100,000 native coroutines its traceback is as
+///   deep, and converting it recursively crashed PyPy once the JIT had compiled the
+///   chain (a segfault, or "Fatal error in cpyext... PyErr_Fetch was not supposed to
+///   fail"; fine with --jit off).
+pub(crate) fn raise_object(exception: Bound<'_, PyAny>) -> PyErr {
+    #[cfg(PyPy)]
+    {
+        use pyo3::exceptions::PyRecursionError;
+        use pyo3::sync::PyOnceLock;
+        use pyo3::types::PyType;
+        static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        let py = exception.py();
+        let cancelled = CANCELLED
+            .import(py, "asyncio", "CancelledError")
+            .is_ok_and(|class| exception.is_instance(class).unwrap_or(false));
+        if cancelled || exception.is_instance_of::<PyRecursionError>() {
+            return PyErr::from_type(exception.get_type(), exception.unbind());
+        }
+    }
+    PyErr::from_value(exception)
+}
+// ANCHOR_END: raise_object
+
+// ANCHOR: call
+/// What a call of an iterator's `send`, `throw` or `close` (or of `next`) did, when it
+/// did not raise: returned a value, or raised `StopIteration` (with this `.value`).
+pub(crate) enum Called<'py> {
+    Returned(Bound<'py, PyAny>),
+    Stopped(Bound<'py, PyAny>),
+}
+
+/// `f(*args)`, a `StopIteration` taken apart. On PyPy an exception `f` raises is caught
+/// in Python and comes back as an object, raised again by [`raise_object`], which decides
+/// whether its traceback may reach PyPy's C layer: fetched by PyO3 (`PyErr_Fetch`), it
+/// always would (measured: every Task cancelled while `delegate` waited on a Future,
+/// kept with its `CancelledError`'s traceback and frames).
+pub(crate) fn call<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Called<'py>> {
+    #[cfg(PyPy)]
+    {
+        use pyo3::sync::PyOnceLock;
+        use pyo3::types::PyModule;
+        static CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let py = f.py();
+        let call = CALL.get_or_try_init(py, || {
+            let code = c"def call(f, args):
+    try:
+        return 0, f(*args)
+    except StopIteration as stop:
+        return 1, stop.value
+    except BaseException as exception:
+        return 2, exception
+";
+            PyModule::from_code(py, code, c"<pyo3_modern_pymethods>", c"_pypy_call")?
+                .getattr("call")
+                .map(Bound::unbind)
+        })?;
+        let (how, value): (u8, Bound<'py, PyAny>) = call.bind(py).call1((f, args))?.extract()?;
+        match how {
+            0 => Ok(Called::Returned(value)),
+            1 => Ok(Called::Stopped(value)),
+            _ => Err(raise_object(value)),
+        }
+    }
+    #[cfg(not(PyPy))]
+    {
+        match f.call1(args) {
+            Ok(value) => Ok(Called::Returned(value)),
+            Err(err) if err.is_instance_of::<PyStopIteration>(f.py()) => {
+                Ok(Called::Stopped(stop_iteration_value(f.py(), err)?))
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+// ANCHOR_END: call

@@ -96,14 +96,11 @@ fn guarded<T>(py: Python<'_>, call: impl FnOnce() -> PyResult<T>) -> PyResult<T>
 
 /// The step a call into the inner iterator (`send`/`throw`) made: a value is yielded,
 /// and a `StopIteration` means the inner iterator returned.
-fn call_step<'py>(py: Python<'py>, result: PyResult<Bound<'py, PyAny>>) -> PyResult<Step<'py>> {
-    match result {
-        Ok(value) => Ok(Step::Yield(value)),
-        Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
-            Ok(Step::Return(compat::stop_iteration_value(py, err)?))
-        }
-        Err(err) => Err(err),
-    }
+fn call_step<'py>(result: PyResult<compat::Called<'py>>) -> PyResult<Step<'py>> {
+    Ok(match result? {
+        compat::Called::Returned(value) => Step::Yield(value),
+        compat::Called::Stopped(value) => Step::Return(value),
+    })
 }
 
 impl RustAwait {
@@ -165,11 +162,9 @@ impl RustAwait {
             }
         };
         let suspended = before == State::Suspended;
-        if suspended
-            && compat::thrown_stop_iteration_returns_from_await(py)
-            && err.is_instance_of::<PyStopIteration>(py)
-        {
-            return Self::end(slf, call_step(py, Err(err)));
+        if suspended && compat::thrown_stop_iteration_returns_from_await(py) && err.stop_iteration {
+            let value = compat::stop_iteration_value(py, err.err);
+            return Self::end(slf, value.map(Step::Return));
         }
         Self::end(slf, Err(escaping(py, err, suspended)))
     }
@@ -190,7 +185,8 @@ impl Stepped for RustAwait {
             if value.is_none() {
                 step_iter(&inner)
             } else {
-                call_step(py, inner.call_method1("send", (value,)))
+                let send = inner.getattr("send")?;
+                call_step(compat::call(&send, &PyTuple::new(py, [value])?))
             }
         });
         drop(inner); // `end` releases the last reference, the coroutine's own
@@ -229,15 +225,19 @@ impl RustAwait {
             Ok(None) => return Self::raise_here(slf, before, args),
             Err(err) => return Self::end(slf, Err(err)),
         };
-        let result = guarded(py, || method.call1(args));
-        Self::end(slf, call_step(py, result))
+        let stepped = guarded(py, || call_step(compat::call(&method, args)));
+        Self::end(slf, stepped)
     }
 }
 
 /// `close()` of a delegated-to iterator, as `yield from` does it: only if it has one.
 fn close_inner(inner: &Bound<'_, PyAny>) -> PyResult<()> {
     match inner.getattr_opt("close")? {
-        Some(close) => close.call0().map(drop),
+        // A `StopIteration` from `close()` is raised as before (made again from its value).
+        Some(close) => match compat::call(&close, &PyTuple::empty(close.py()))? {
+            compat::Called::Returned(_) => Ok(()),
+            compat::Called::Stopped(value) => Err(compat::stop_iteration(value)),
+        },
         None => Ok(()),
     }
 }

@@ -129,10 +129,10 @@ pub(crate) fn check_throw_arguments(args: &Bound<'_, PyTuple>) -> PyResult<()> {
 /// The exception `coro.throw(*args)` raises, normalised as CPython's `gen.throw` does
 /// (`_gen_throw` + `PyErr_NormalizeException`).
 ///
-/// `Err` for invalid arguments (the coroutine's state is left alone); `Ok(err)` for the
-/// exception to throw in, which is the error of instantiating the exception class if that
-/// raised (CPython throws that one in instead).
-pub(crate) fn thrown_exception(args: &Bound<'_, PyTuple>) -> PyResult<PyErr> {
+/// `Err` for invalid arguments (the coroutine's state is left alone); `Ok(thrown)` for
+/// the exception to throw in, which is the error of instantiating the exception class if
+/// that raised (CPython throws that one in instead).
+pub(crate) fn thrown_exception(args: &Bound<'_, PyTuple>) -> PyResult<Thrown> {
     let typ = args.get_item(0)?;
     let optional = |index: usize| args.get_item(index).ok().filter(|arg| !arg.is_none());
     let (val, tb) = (optional(1), optional(2));
@@ -148,7 +148,13 @@ pub(crate) fn thrown_exception(args: &Bound<'_, PyTuple>) -> PyResult<PyErr> {
         }
         match instantiate(class, val.as_ref()) {
             Ok(exception) => exception,
-            Err(err) => return Ok(err),
+            Err(err) => {
+                let stop_iteration = err.is_instance_of::<PyStopIteration>(args.py());
+                return Ok(Thrown {
+                    err,
+                    stop_iteration,
+                });
+            }
         }
     } else if typ.is_instance_of::<PyBaseException>() {
         if val.is_some() {
@@ -163,7 +169,17 @@ pub(crate) fn thrown_exception(args: &Bound<'_, PyTuple>) -> PyResult<PyErr> {
     if let Some(tb) = tb {
         exception.setattr("__traceback__", tb)?;
     }
-    Ok(PyErr::from_value(exception))
+    Ok(Thrown {
+        stop_iteration: exception.is_instance_of::<PyStopIteration>(),
+        err: compat::raise_object(exception),
+    })
+}
+
+/// The exception thrown in, and whether it is a `StopIteration` (known without asking
+/// the error, which on PyPy would materialise its traceback: see `compat::raise_object`).
+pub(crate) struct Thrown {
+    pub(crate) err: PyErr,
+    pub(crate) stop_iteration: bool,
 }
 
 /// An instance of the exception class `class` made from `val`: `val` itself if it is an
@@ -203,11 +219,12 @@ fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
 /// except that `StopIteration` becomes `RuntimeError("coroutine raised StopIteration")`
 /// caused by it (PEP 479), as it does for a native coroutine — which, before its first
 /// step, converts it only up to CPython 3.11.
-pub(crate) fn escaping(py: Python<'_>, thrown: PyErr, started: bool) -> PyErr {
+pub(crate) fn escaping(py: Python<'_>, thrown: Thrown, started: bool) -> PyErr {
     let converts = started || compat::unstarted_throw_converts_stop_iteration(py);
-    if !converts || !thrown.is_instance_of::<PyStopIteration>(py) {
-        return thrown;
+    if !converts || !thrown.stop_iteration {
+        return thrown.err;
     }
+    let thrown = thrown.err;
     let err = PyRuntimeError::new_err("coroutine raised StopIteration");
     // As CPython's own conversion: the StopIteration is both cause and context.
     let _ = err.value(py).setattr("__context__", thrown.value(py));
@@ -220,8 +237,7 @@ pub(crate) fn escaping(py: Python<'_>, thrown: PyErr, started: bool) -> PyErr {
 /// The iterator `await obj` delegates to, found the way CPython's `await` finds it.
 pub(crate) fn await_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
-    // SAFETY: a type check of a live object: it only reads the object's type pointer.
-    if unsafe { ffi::PyGen_Check(obj.as_ptr()) } != 0 {
+    if compat::is_generator(obj) {
         // A `types.coroutine` generator is its own iterator; a plain one is refused.
         if compat::is_iterable_coroutine_generator(obj)? {
             return Ok(obj.clone());
@@ -288,13 +304,40 @@ fn next_slot(iter: &Bound<'_, PyAny>) -> Option<ffi::iternextfunc> {
 /// either with no exception at all (a return value of `None`) or with a
 /// `StopIteration` whose `.value` is the result.
 pub(crate) fn step_iter<'py>(iter: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
-    let py = iter.py();
     let Some(next) = next_slot(iter) else {
         let name = compat::type_name(iter);
         return Err(PyTypeError::new_err(format!(
             "'{name}' object is not an iterator"
         )));
     };
+    // On PyPy the step goes through Python's `next()`, so that an exception comes back
+    // as an object (`compat::call`): fetched by PyO3, a RecursionError from a chain of
+    // 100,000 native coroutines would hand its 100,000-entry traceback to PyPy's C layer,
+    // which converts it entry by entry, recursively (measured: a segfault, or "Fatal error
+    // in cpyext... PyErr_Fetch was not supposed to fail", once the JIT has compiled the
+    // chain; fine with --jit off). Python-level `next()` also never reaches the slots
+    // `crate::slots` fills, which PyPy's own calls ignore too (see there).
+    #[cfg(PyPy)]
+    {
+        let _ = next;
+        let py = iter.py();
+        static NEXT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let builtin_next = NEXT.import(py, "builtins", "next")?;
+        Ok(
+            match compat::call(builtin_next, &PyTuple::new(py, [iter])?)? {
+                compat::Called::Returned(item) => Step::Yield(item),
+                compat::Called::Stopped(value) => Step::Return(value),
+            },
+        )
+    }
+    #[cfg(not(PyPy))]
+    step_with_slot(iter, next)
+}
+
+/// One step through the `tp_iternext` slot `next` of `iter`'s type.
+#[cfg(not(PyPy))]
+fn step_with_slot<'py>(iter: &Bound<'py, PyAny>, next: ffi::iternextfunc) -> PyResult<Step<'py>> {
+    let py = iter.py();
     // SAFETY: the slot of `iter`'s own type, called with `iter` while attached; it
     // returns a new reference, or NULL with or without an exception set.
     let item = unsafe { next(iter.as_ptr()) };

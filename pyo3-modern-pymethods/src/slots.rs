@@ -24,6 +24,13 @@
 //! No panic unwinds out of these `extern "C"` functions: each body runs inside
 //! `catch_unwind`, and a panic leaves as `PanicException` set as the Python error.
 //! `_panic_next_step` (a module function) makes the next step panic, for the tests.
+//!
+//! Not on PyPy: there `next()`, `await`, `send` and asyncio's Task reach a C type's
+//! steps through the method wrappers PyPy made from its slots when the type was created,
+//! so slots filled afterwards are never called by PyPy itself; the crate's own steps go
+//! through Python's `next()` there (`protocol::step_iter`). `install` fills nothing, and
+//! `_FAST_SLOTS` is empty.
+#![cfg_attr(PyPy, allow(dead_code))]
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -265,6 +272,9 @@ unsafe extern "C" fn am_send<T: Stepped>(
 /// functions above; returns each installed slot's name and the function's address, the
 /// entry of `T` in the module's `_FAST_SLOTS`.
 pub(crate) fn install<T: Stepped>(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    if cfg!(PyPy) {
+        return Ok(PyDict::new(py)); // no effect there: see the module's documentation
+    }
     let class = py.get_type::<T>();
     let type_object = class.as_type_ptr();
     let mut installed = Vec::new();
