@@ -21,6 +21,8 @@
 //!    `PyTypeObject`. Every other debug build (`Py_DEBUG`) is built for its real ABI:
 //!    `.cargo/config.toml` and `build-python/_sysconfigdata_pyo3_0_12.py` show PyO3's
 //!    build script the flags without the `Py_TRACE_REFS` it would otherwise assume.
+//! 6. Sets `cfg(py_is_finalizing_is_public)` for CPython 3.13+, which exports
+//!    `Py_IsFinalizing`; before, the same function is `_Py_IsFinalizing` (`src/ffi.rs`).
 //!
 //! The interpreter is found the way PyO3 0.12's build script finds it (`PYO3_PYTHON`,
 //! then `PYTHON_SYS_EXECUTABLE`, then `python` / `python3` on `PATH`); maturin sets
@@ -44,12 +46,16 @@ fn main() {
 
     println!("cargo:rustc-check-cfg=cfg(pyiter_check_is_function)");
     println!("cargo:rustc-check-cfg=cfg(py_enter_recursive_call_is_function)");
+    println!("cargo:rustc-check-cfg=cfg(py_is_finalizing_is_public)");
     let target = target_interpreter();
     if target.as_ref().is_none_or(|t| t.minor >= 8) {
         println!("cargo:rustc-cfg=pyiter_check_is_function");
     }
     if target.as_ref().is_none_or(|t| t.minor >= 9) {
         println!("cargo:rustc-cfg=py_enter_recursive_call_is_function");
+    }
+    if target.as_ref().is_none_or(|t| t.minor >= 13) {
+        println!("cargo:rustc-cfg=py_is_finalizing_is_public");
     }
 
     // ANCHOR: free_threaded

@@ -19,6 +19,9 @@ and their dependencies run one way::
   ``baselines`` reuses it.
 - ``sieve`` is plain Rust (the segmented sieve behind ``count_primes`` and ``primes``):
   it uses nothing of the crate, and the feature modules that count primes may use it.
+- ``wake`` is plain Rust too (the bridge's wake-up protocol, which the workspace's
+  ``wake-model`` crate model-checks with loom by including the file itself): it uses
+  nothing of the crate, and only ``bridge`` uses it.
 - ``lib`` is the one place that wires classes, slots and functions together: it may use
   everything, and nothing may use it (an item of the crate root, ``crate::NAME`` where
   NAME is no module, counts as ``lib``).
@@ -51,6 +54,7 @@ SIEVE = {"sieve"}
 ALLOWED: dict[str, set[str]] = {
     "ffi": set(),  # PyO3 0.12 only
     "sieve": set(),  # plain Rust, no Python
+    "wake": set(),  # plain Rust, no Python: loom runs it (wake-model)
     "compat": {"ffi"},
     "protocol": {"compat", "ffi"},
     "slots": {"protocol", "compat", "ffi"},
@@ -58,7 +62,7 @@ ALLOWED: dict[str, set[str]] = {
     "driver": LOWER,
     "coroutine": LOWER,
     "delegate": LOWER,
-    "bridge": LOWER,
+    "bridge": {"wake"} | LOWER,
     "futures": {"bridge"} | SIEVE | LOWER,
     "stream": {"bridge"} | SIEVE | LOWER,
     "semaphore": {"bridge"} | LOWER,

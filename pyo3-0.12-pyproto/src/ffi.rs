@@ -12,6 +12,8 @@
 //! * `Py_EnterRecursiveCall` / `Py_LeaveRecursiveCall`: exported functions since 3.9
 //!   (`cfg(py_enter_recursive_call_is_function)`), macros over the thread state on 3.7
 //!   and 3.8, re-created here.
+//! * [`Py_IsFinalizing`]: public since 3.13 (`cfg(py_is_finalizing_is_public)`), the
+//!   same function as `_Py_IsFinalizing` of 3.7–3.12, which 3.13 no longer exports.
 //! * [`sendfunc`], [`PySendResult`] and [`AsyncMethodsWithSend`]: CPython 3.10's
 //!   `am_send` slot, its result codes, and the 4-field `PyAsyncMethods` that holds it
 //!   (PyO3 0.12's has 3 fields).
@@ -29,6 +31,13 @@ extern "C" {
     /// `PyIter_Check(obj)`: the type has a `tp_iternext` that is not
     /// `_PyObject_NextNotImplemented` (an exported function since CPython 3.8).
     pub fn PyIter_Check(obj: *mut PyObject) -> c_int;
+}
+
+extern "C" {
+    /// `Py_IsFinalizing()`: non-zero once the interpreter has begun to finalize. Any
+    /// thread, with or without the GIL.
+    #[cfg_attr(not(py_is_finalizing_is_public), link_name = "_Py_IsFinalizing")]
+    pub fn Py_IsFinalizing() -> c_int;
 }
 
 #[cfg(py_enter_recursive_call_is_function)]

@@ -9,7 +9,13 @@
 //! then calls back into Rust, which polls every queued future and completes the waiters
 //! of those that are done. So runtime threads never take the interpreter lock, one loop
 //! wake-up serves any number of completions, and each loop (one per thread) gets its
-//! own results.
+//! own results. When to queue and when to notify is the protocol of [`crate::wake`],
+//! kept free of Python so that a model checker can run it.
+//!
+//! A loop without `add_reader` (Windows' default Proactor loop raises
+//! `NotImplementedError`) is notified with `call_soon_threadsafe` instead: still once
+//! per batch, but the waking thread then takes the interpreter lock for that one call
+//! (see [`call_soon`]).
 //!
 //! Cancelling the awaiting Task throws `CancelledError` in, which drops the Rust future
 //! at once, on the loop thread: `live_futures()` counts the futures still alive.
@@ -30,11 +36,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
@@ -46,6 +52,7 @@ use crate::protocol::{
     reuse_error, thrown_exception, State, Step,
 };
 use crate::slots::Stepped;
+use crate::wake::{TaskState, WakeQueue};
 
 /// A Rust future producing an [`Output`], boxed so that one class can hold any of them.
 type BoxedFuture = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
@@ -191,11 +198,27 @@ impl Waiter {
 enum Slot {
     Pending {
         future: Counted,
-        waker: Option<Waker>,
+        /// The future's `Waker`, and the same `TaskWaker` typed (for its flags).
+        waker: Option<(Waker, Arc<TaskWaker>)>,
         waiter: Option<Waiter>,
     },
     Ready(PyResult<Output>),
     Gone,
+}
+
+impl Slot {
+    /// Replaces a slot for good (finished, or dropped): marks its task done first, so
+    /// that no wake queues it any more (`wake::TaskState::complete`).
+    fn end(&mut self, with: Slot) -> Slot {
+        if let Slot::Pending {
+            waker: Some((_, task_waker)),
+            ..
+        } = self
+        {
+            task_waker.state.complete();
+        }
+        std::mem::replace(self, with)
+    }
 }
 
 /// What wakers and the `RustFuture` object share.
@@ -219,7 +242,7 @@ impl Task {
         let mut slot = lock(&self.slot);
         let Slot::Pending {
             future,
-            waker: Some(waker),
+            waker: Some((waker, _)),
             ..
         } = &mut *slot
         else {
@@ -232,7 +255,7 @@ impl Task {
             Ok(Poll::Ready(output)) => output,
             Err(payload) => Err(panic_error(payload)),
         };
-        let finished = std::mem::replace(&mut *slot, Slot::Ready(output));
+        let finished = slot.end(Slot::Ready(output));
         drop(slot);
         match finished {
             Slot::Pending { waiter, .. } => waiter,
@@ -243,7 +266,7 @@ impl Task {
 
     /// Drops the future (and cancels the waiter), for `throw`, `close` and errors.
     fn discard(&self, py: Python<'_>) {
-        let gone = std::mem::replace(&mut *lock(&self.slot), Slot::Gone);
+        let gone = lock(&self.slot).end(Slot::Gone);
         if let Slot::Pending {
             waiter: Some(waiter),
             ..
@@ -276,19 +299,29 @@ fn release(py: Python<'_>, waiter: Waiter) {
 // ANCHOR_END: release
 
 // ANCHOR: loop_waker
-/// One per event loop: the queue of woken tasks and the socket pair that signals it.
+/// One per event loop: the queue of woken tasks, and how the loop hears of a batch.
 struct LoopWaker {
-    queue: Mutex<Vec<Weak<TaskWaker>>>,
-    signalled: AtomicBool,
-    sender: UnixStream,
-    receiver: UnixStream,
+    queue: WakeQueue<Weak<TaskWaker>>,
+    notifier: Notifier,
 }
 
-/// The `Waker` of one task: queues it in its loop's `LoopWaker`. No interpreter lock.
+/// How a loop is told that a batch of woken tasks waits (once per batch: `wake`).
+enum Notifier {
+    /// A socket pair whose receiving end the loop watches with `add_reader`: one byte.
+    Socket {
+        sender: UnixStream,
+        receiver: UnixStream,
+    },
+    /// The loop has no `add_reader`: one `call_soon_threadsafe(WakeReader)` ([`call_soon`]).
+    CallSoon { event_loop: Py<PyAny> },
+}
+
+/// The `Waker` of one task: queues it in its loop's `LoopWaker`. No interpreter lock
+/// (except for the one call of a [`Notifier::CallSoon`] loop).
 struct TaskWaker {
     task: Weak<Task>,
     loop_waker: Arc<LoopWaker>,
-    queued: AtomicBool,
+    state: TaskState,
 }
 
 impl Wake for TaskWaker {
@@ -297,44 +330,93 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.queued.swap(true, Ordering::AcqRel) {
-            return; // already queued, not yet polled
-        }
         let loop_waker = &self.loop_waker;
-        lock(&loop_waker.queue).push(Arc::downgrade(self));
-        if !loop_waker.signalled.swap(true, Ordering::AcqRel) {
-            // One byte per batch. A full buffer means a byte is already waiting.
-            let _ = (&loop_waker.sender).write(&[1]);
+        if loop_waker.queue.wake(&self.state, || Arc::downgrade(self)) {
+            // The first wake of a batch, and no lock held: tell the loop.
+            match &loop_waker.notifier {
+                // A full buffer means a byte is waiting already.
+                Notifier::Socket { sender, .. } => {
+                    let _ = { sender }.write(&[1]);
+                }
+                Notifier::CallSoon { event_loop } => call_soon(loop_waker, event_loop),
+            }
         }
     }
 }
 // ANCHOR_END: loop_waker
 
+// ANCHOR: call_soon
+/// Tells a loop without `add_reader` of a batch: `loop.call_soon_threadsafe(reader)`,
+/// from whatever thread woke the first task of it. Unlike a byte on a socket this needs
+/// the interpreter, and taking the interpreter lock on a runtime thread could deadlock
+/// if the loop's thread, holding the lock, waited for that thread. It cannot here:
+///
+/// * The waker holds no lock of the bridge while it waits for the interpreter
+///   (`WakeQueue::wake` has released the queue's before this runs), and takes it for
+///   this one call only, never while the loop's thread could be waiting on it: the loop
+///   thread never blocks on a runtime thread (it polls; it never `block_on`s), and
+///   tokio wakes its wakers with its own locks released (timers, channels, semaphores,
+///   join handles all collect wakers and wake them after unlocking).
+/// * At most one call per batch: only the wake that set `notified` calls; the others of
+///   the batch return at once, lock-free, so runtime threads do not queue up on the
+///   interpreter lock. The loop clears the flag when it takes the batch.
+/// * On the loop's own thread (a future woken while it is polled, or `aclose()` waking a
+///   stream) the thread is attached already: the call is an ordinary Python call.
+/// * Never into a dying interpreter: `try_attach` declines while it finalizes (then the
+///   wake-up is dropped, as the loop will never run again).
+///
+/// A closed loop refuses (`RuntimeError`): its tasks will never run again, so that is
+/// silent; `notified` stays set, so later wakes of that loop do not try again, and the
+/// queue holds its tasks only weakly (nothing leaks). Any other refusal is reported as
+/// unraisable. A panic is contained: a `Waker` must not unwind into its caller.
+fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &Py<PyAny>) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        Python::try_attach(|py| {
+            let event_loop = event_loop.bind(py);
+            let reader = WakeReader {
+                loop_waker: loop_waker.clone(),
+            };
+            if let Err(err) = event_loop.call_method1("call_soon_threadsafe", (reader,)) {
+                let closed = event_loop
+                    .call_method0("is_closed")
+                    .and_then(|closed| closed.is_truthy())
+                    .unwrap_or(true);
+                if !closed {
+                    err.write_unraisable(py, Some(event_loop));
+                }
+            }
+        })
+    }));
+}
+// ANCHOR_END: call_soon
+
 impl LoopWaker {
-    fn new() -> std::io::Result<Self> {
+    /// A waker notified through a fresh socket pair (to be watched with `add_reader`).
+    fn socket() -> std::io::Result<Self> {
         let (sender, receiver) = UnixStream::pair()?;
         sender.set_nonblocking(true)?;
         receiver.set_nonblocking(true)?;
         Ok(LoopWaker {
-            queue: Mutex::new(Vec::new()),
-            signalled: AtomicBool::new(false),
-            sender,
-            receiver,
+            queue: WakeQueue::new(),
+            notifier: Notifier::Socket { sender, receiver },
         })
     }
 
     // ANCHOR: run_woken
-    /// Run by the loop when the socket is readable: polls every woken task.
+    /// Run by the loop when notified: polls every woken task. First the notification is
+    /// taken (the socket drained; a `call_soon_threadsafe` call is one run), then the
+    /// batch (`WakeQueue::take`, whose order keeps wake-ups from being lost).
     fn run_woken(&self, py: Python<'_>) {
-        // Drain first, then clear the flag, then take the queue: a wake-up after the
-        // drain either lands in this batch (flag still set, no byte written) or writes
-        // a fresh byte once the flag is clear, so no wake-up is ever lost.
-        let mut buffer = [0u8; 64];
-        while matches!((&self.receiver).read(&mut buffer), Ok(n) if n > 0) {}
-        self.signalled.store(false, Ordering::Release);
-        let woken = std::mem::take(&mut *lock(&self.queue));
+        let woken = self.queue.take(|| {
+            if let Notifier::Socket { receiver, .. } = &self.notifier {
+                let mut buffer = [0u8; 64];
+                while matches!({ receiver }.read(&mut buffer), Ok(n) if n > 0) {}
+            }
+        });
         for task_waker in woken.iter().filter_map(Weak::upgrade) {
-            task_waker.queued.store(false, Ordering::Release);
+            if !task_waker.state.begin_poll() {
+                continue; // done meanwhile
+            }
             if let Some(waiter) = task_waker.task.upgrade().and_then(|task| task.poll_once()) {
                 release(py, waiter);
             }
@@ -344,7 +426,8 @@ impl LoopWaker {
 }
 
 // ANCHOR: wake_reader
-/// The callable the event loop runs when a `LoopWaker`'s socket is readable.
+/// The callable the event loop runs when a `LoopWaker`'s socket is readable (or, on a
+/// loop without `add_reader`, the callable passed to `call_soon_threadsafe`).
 #[pyclass(module = "pyo3_modern_pymethods", frozen)]
 struct WakeReader {
     loop_waker: Arc<LoopWaker>,
@@ -364,7 +447,9 @@ thread_local! {
 }
 
 // ANCHOR: loop_waker_for
-/// The `LoopWaker` of `event_loop`, registered with it on first use in this thread.
+/// The `LoopWaker` of `event_loop`, registered with it on first use in this thread: a
+/// socket watched with `add_reader`, or, where the loop has none (`NotImplementedError`,
+/// as Windows' Proactor loop), `call_soon_threadsafe`.
 fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
     if let Some(known) = CURRENT.with_borrow(|current| match current {
         Some((known, waker)) if known.is(event_loop) => Some(waker.clone()),
@@ -372,11 +457,24 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
     }) {
         return Ok(known);
     }
-    let waker = Arc::new(LoopWaker::new()?);
-    let reader = WakeReader {
-        loop_waker: waker.clone(),
-    };
-    event_loop.call_method1("add_reader", (waker.receiver.as_raw_fd(), reader))?;
+    let mut waker = Arc::new(LoopWaker::socket()?);
+    if let Notifier::Socket { receiver, .. } = &waker.notifier {
+        let reader = WakeReader {
+            loop_waker: waker.clone(),
+        };
+        match event_loop.call_method1("add_reader", (receiver.as_raw_fd(), reader)) {
+            Ok(_) => {}
+            Err(err) if err.is_instance_of::<PyNotImplementedError>(event_loop.py()) => {
+                waker = Arc::new(LoopWaker {
+                    queue: WakeQueue::new(),
+                    notifier: Notifier::CallSoon {
+                        event_loop: event_loop.clone().unbind(),
+                    },
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
     CURRENT
         .with_borrow_mut(|current| *current = Some((event_loop.clone().unbind(), waker.clone())));
     Ok(waker)
@@ -545,7 +643,7 @@ impl RustFuture {
         let held = match Waiter::new(&waiter) {
             Ok(held) => held,
             Err(err) => {
-                *lock(&self.task.slot) = Slot::Pending {
+                *lock(&task.slot) = Slot::Pending {
                     future,
                     waker,
                     waiter: None,
@@ -580,10 +678,10 @@ impl RustFuture {
         let task_waker = Arc::new(TaskWaker {
             task: Arc::downgrade(&task),
             loop_waker: loop_waker_for(&event_loop)?,
-            queued: AtomicBool::new(false),
+            state: TaskState::new(),
         });
         if let Slot::Pending { waker, .. } = &mut *lock(&task.slot) {
-            *waker = Some(Waker::from(task_waker));
+            *waker = Some((Waker::from(task_waker.clone()), task_waker));
         }
         release_now(py, task.poll_once());
         self.settle(py, Some(&event_loop))
@@ -620,8 +718,8 @@ impl RustFuture {
 
 /// Releases a waiter a poll returned (nobody waits on it any more: the Task is right
 /// here) through a `Bound`, at once even inside a hand-filled slot (see `slots.rs`).
-fn release_now(py: Python<'_>, waiter: Option<Py<PyAny>>) {
-    drop(waiter.map(|waiter| waiter.into_bound(py)));
+fn release_now(py: Python<'_>, waiter: Option<Waiter>) {
+    drop(waiter.map(|waiter| waiter.future.into_bound(py)));
 }
 
 // ANCHOR: fast_step
@@ -703,7 +801,14 @@ impl RustFuture {
         self.state = State::Finished;
         self.first = None;
         if let Some(task) = &self.task {
-            let gone = std::mem::replace(&mut *lock(&task.slot), Slot::Gone);
+            // `try_lock`: a collection may run inside `poll_once` (a poll that allocates, or
+            // calls `call_soon_threadsafe`), which holds the lock. Not clearing then only
+            // keeps the cycle for a later collection.
+            let gone = match task.slot.try_lock() {
+                Ok(mut slot) => slot.end(Slot::Gone),
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().end(Slot::Gone),
+                Err(TryLockError::WouldBlock) => return,
+            };
             drop(gone);
         }
     }

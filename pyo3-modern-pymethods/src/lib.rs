@@ -6,7 +6,8 @@
 //! * [`coroutine`]: `RustCoroutine`, a coroutine class written in Rust (`ready`, `countdown`).
 //! * [`delegate`]: `delegate(awaitable)`, `await` re-implemented in Rust inside a loop.
 //! * [`bridge`] and [`futures`]: Rust futures as Python awaitables (`RustFuture`,
-//!   `sleep`, `count_primes`, `live_futures`).
+//!   `sleep`, `count_primes`, `live_futures`); [`wake`]: the bridge's wake-up protocol,
+//!   plain Rust (model-checked with loom by the workspace's `wake-model` crate).
 //! * [`stream`]: Rust streams as Python async iterators (`RustStream`, `ticks`, `primes`,
 //!   `live_streams`), and [`semaphore`]: an async context manager (`Semaphore`), both
 //!   built on `bridge`; [`sieve`]: the prime sieve `count_primes` and `primes` share.
@@ -38,6 +39,7 @@ pub mod semaphore;
 pub mod sieve;
 pub mod slots;
 pub mod stream;
+pub mod wake;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
