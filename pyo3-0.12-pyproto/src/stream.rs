@@ -106,17 +106,41 @@ fn exhausted() -> PyErr {
 struct Busy(Arc<Mutex<Shared>>);
 
 impl Busy {
-    /// Marks the stream busy, or fails as CPython's async generators do when one is.
-    fn claim(shared: Arc<Mutex<Shared>>) -> PyResult<Busy> {
+    /// The first step of an `__anext__`, under one lock: the next item if one is ready
+    /// (the one handed back first, else the stream's, polled with a waker that does
+    /// nothing), and the stream is never marked busy; else the stream marked busy, and
+    /// the guard to wait with. Fails as CPython's async generators do when one is busy.
+    fn claim_unless_ready(shared: Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
         let mut state = lock(&shared);
         if state.busy {
             return Err(PyRuntimeError::new_err(
                 "anext(): asynchronous generator is already running",
             ));
         }
-        state.busy = true;
-        drop(state);
-        Ok(Busy(shared))
+        if let Some(item) = state.front.take() {
+            return Ok(Ok(item));
+        }
+        let Some(stream) = state.stream.as_mut() else {
+            return Err(exhausted());
+        };
+        match stream
+            .0
+            .as_mut()
+            .poll_next(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Some(item)) => item.map(Ok),
+            Poll::Ready(None) => {
+                let ended = state.stream.take(); // live_streams() falls at the end
+                drop(state);
+                drop(ended);
+                Err(exhausted())
+            }
+            Poll::Pending => {
+                state.busy = true;
+                drop(state);
+                Ok(Err(Busy(shared)))
+            }
+        }
     }
 
     /// The next item: the one handed back first, else the stream's.
@@ -246,10 +270,10 @@ impl PyAsyncProtocol for RustStream {
         // no moment in which a cancellation could lose it). Only a stream that is not
         // ready goes on the bridge, whose first poll hands the stream the loop's waker.
         let next = RustFuture::attempt_first(move |py| {
-            let busy = Busy::claim(shared)?; // on the first step, not at the call
-            match busy.poll_item(&mut Context::from_waker(Waker::noop())) {
-                Poll::Ready(item) => Ok(Attempted::Ready(item?.into_py(py))), // free again
-                Poll::Pending => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+            // On the first step, not at the call.
+            match Busy::claim_unless_ready(shared)? {
+                Ok(item) => Ok(Attempted::Ready(item.into_py(py))),
+                Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
                     async move {
                         let item = poll_fn(|cx| busy.poll_item(cx)).await?;
                         Ok(Delivery { item, busy })

@@ -339,15 +339,34 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
 // ANCHOR_END: loop_waker_for
 
 // ANCHOR: running_loop
+/// asyncio's `_get_running_loop`, and, when it is the C function of `_asyncio` (a
+/// `METH_NOARGS` builtin), its C entry point and module, to call it with no call
+/// machinery on every first step.
+struct GetRunningLoop {
+    function: Py<PyAny>,
+    direct: Option<(pyo3::ffi::PyCFunction, usize)>,
+}
+
 /// The running event loop of this thread, or the error that says there is none.
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static GET_RUNNING_LOOP: PyOnceLock<GetRunningLoop> = PyOnceLock::new();
     let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        py.import("asyncio.events")?
-            .getattr("_get_running_loop")
-            .map(Bound::unbind)
+        let function = py.import("asyncio.events")?.getattr("_get_running_loop")?;
+        Ok::<_, PyErr>(GetRunningLoop {
+            direct: c_function_without_arguments(&function),
+            function: function.unbind(),
+        })
     })?;
-    let event_loop = get.bind(py).call0()?;
+    let event_loop = match get.direct {
+        // SAFETY: attached; `function` and `module` are what CPython's own call of the
+        // builtin passes to a `METH_NOARGS` function (its module, and NULL); the module is
+        // kept alive by the function object, which the static holds. The result is a new
+        // reference, or NULL with the error set.
+        Some((function, module)) => unsafe {
+            Bound::from_owned_ptr_or_err(py, function(module as *mut _, std::ptr::null_mut()))?
+        },
+        None => get.function.bind(py).call0()?,
+    };
     if event_loop.is_none() {
         return Err(PyRuntimeError::new_err(
             "a RustFuture needs a running asyncio event loop in this thread: await it \
@@ -355,6 +374,28 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         ));
     }
     Ok(event_loop)
+}
+
+/// The C entry point and `self` (the module) of a builtin function that takes no
+/// arguments; `None` for anything else (asyncio without its C accelerator, PyPy).
+fn c_function_without_arguments(
+    function: &Bound<'_, PyAny>,
+) -> Option<(pyo3::ffi::PyCFunction, usize)> {
+    #[cfg(not(PyPy))]
+    // SAFETY: attached; `function` is live; the accessors are called only on an exact
+    // builtin function object, as they require.
+    unsafe {
+        use pyo3::ffi;
+        let f = function.as_ptr();
+        if ffi::PyCFunction_CheckExact(f) != 0
+            && ffi::PyCFunction_GetFlags(f) & !ffi::METH_COEXIST == ffi::METH_NOARGS
+        {
+            return ffi::PyCFunction_GetFunction(f)
+                .map(|c| (c, ffi::PyCFunction_GetSelf(f) as usize));
+        }
+    }
+    let _ = function;
+    None
 }
 // ANCHOR_END: running_loop
 

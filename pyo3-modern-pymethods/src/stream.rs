@@ -98,17 +98,41 @@ fn exhausted() -> PyErr {
 struct Busy(Arc<Mutex<Shared>>);
 
 impl Busy {
-    /// Marks the stream busy, or fails as CPython's async generators do when one is.
-    fn claim(shared: Arc<Mutex<Shared>>) -> PyResult<Busy> {
+    /// The first step of an `__anext__`, under one lock: the next item if one is ready
+    /// (the one handed back first, else the stream's, polled with a waker that does
+    /// nothing), and the stream is never marked busy; else the stream marked busy, and
+    /// the guard to wait with. Fails as CPython's async generators do when one is busy.
+    fn claim_unless_ready(shared: Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
         let mut state = lock(&shared);
         if state.busy {
             return Err(PyRuntimeError::new_err(
                 "anext(): asynchronous generator is already running",
             ));
         }
-        state.busy = true;
-        drop(state);
-        Ok(Busy(shared))
+        if let Some(item) = state.front.take() {
+            return Ok(Ok(item));
+        }
+        let Some(stream) = state.stream.as_mut() else {
+            return Err(exhausted());
+        };
+        match stream
+            .0
+            .as_mut()
+            .poll_next(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Some(item)) => item.map(Ok),
+            Poll::Ready(None) => {
+                let ended = state.stream.take(); // live_streams() falls at the end
+                drop(state);
+                drop(ended);
+                Err(exhausted())
+            }
+            Poll::Pending => {
+                state.busy = true;
+                drop(state);
+                Ok(Err(Busy(shared)))
+            }
+        }
     }
 
     /// The next item: the one handed back first, else the stream's.
@@ -158,12 +182,17 @@ impl Delivery {
     /// the stream, unless it was closed meanwhile. Needs no interpreter lock.
     fn give_back(self) {
         let Delivery { item, busy } = self;
-        let mut state = lock(&busy.0);
-        if !state.closed {
-            state.front = Some(item);
-        }
-        drop(state);
+        give_back_item(&busy.0, item);
         drop(busy); // after the lock is released (it takes it): the stream is free again
+    }
+}
+
+/// An item taken but not delivered goes back to the front of the stream, unless it was
+/// closed meanwhile.
+fn give_back_item(shared: &Mutex<Shared>, item: Item) {
+    let mut state = lock(shared);
+    if !state.closed {
+        state.front = Some(item);
     }
 }
 
@@ -239,20 +268,16 @@ impl RustStream {
     fn __anext__(&self) -> RustFuture {
         let shared = self.shared.clone();
         RustFuture::attempt_first(move |py| {
-            let busy = Busy::claim(shared)?; // on the first step, not at the call
-            let polled = busy.poll_item(&mut Context::from_waker(Waker::noop()));
-            match polled {
-                Poll::Ready(item) => {
-                    let item = item?;
-                    match item.into_py_any(py) {
-                        Ok(value) => Ok(Attempted::Ready(value)), // the stream is free again
-                        Err(err) => {
-                            Delivery { item, busy }.give_back();
-                            Err(err)
-                        }
+            // On the first step, not at the call.
+            match Busy::claim_unless_ready(shared.clone())? {
+                Ok(item) => match item.into_py_any(py) {
+                    Ok(value) => Ok(Attempted::Ready(value)),
+                    Err(err) => {
+                        give_back_item(&shared, item);
+                        Err(err)
                     }
-                }
-                Poll::Pending => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                },
+                Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
                     async move {
                         let item = poll_fn(|cx| busy.poll_item(cx)).await?;
                         Ok(Delivery { item, busy })
