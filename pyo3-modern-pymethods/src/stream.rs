@@ -31,7 +31,7 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::bridge::{runtime, Attempted, RustFuture};
+use crate::bridge::{runtime, Attempted, FirstStep, RustFuture};
 use crate::protocol::{int_argument, panic_error, IntArg};
 use crate::sieve::{for_each_prime_below, MAX_BELOW};
 
@@ -102,8 +102,8 @@ impl Busy {
     /// (the one handed back first, else the stream's, polled with a waker that does
     /// nothing), and the stream is never marked busy; else the stream marked busy, and
     /// the guard to wait with. Fails as CPython's async generators do when one is busy.
-    fn claim_unless_ready(shared: Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
-        let mut state = lock(&shared);
+    fn claim_unless_ready(shared: &Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
+        let mut state = lock(shared);
         if state.busy {
             return Err(PyRuntimeError::new_err(
                 "anext(): asynchronous generator is already running",
@@ -130,7 +130,7 @@ impl Busy {
             Poll::Pending => {
                 state.busy = true;
                 drop(state);
-                Ok(Err(Busy(shared)))
+                Ok(Err(Busy(shared.clone())))
             }
         }
     }
@@ -266,26 +266,7 @@ impl RustStream {
     /// moment in which a cancellation could lose it). Only a stream that is not ready
     /// goes on the bridge, whose first poll hands the stream the loop's real waker.
     fn __anext__(&self) -> RustFuture {
-        let shared = self.shared.clone();
-        RustFuture::attempt_first(move |py| {
-            // On the first step, not at the call.
-            match Busy::claim_unless_ready(shared.clone())? {
-                Ok(item) => match item.into_py_any(py) {
-                    Ok(value) => Ok(Attempted::Ready(value)),
-                    Err(err) => {
-                        give_back_item(&shared, item);
-                        Err(err)
-                    }
-                },
-                Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
-                    async move {
-                        let item = poll_fn(|cx| busy.poll_item(cx)).await?;
-                        Ok(Delivery { item, busy })
-                    },
-                    Delivery::give_back,
-                ))),
-            }
-        })
+        RustFuture::attempt_first_with(self.shared.clone()) // see `first_step` below
     }
 
     /// An awaitable that drops the Rust stream when awaited, and gives `None`.
@@ -315,6 +296,32 @@ impl RustStream {
     }
 }
 // ANCHOR_END: anext
+
+// ANCHOR: first_step
+/// The first step of an `__anext__` awaitable (not the call: an `__anext__()` never
+/// awaited takes nothing), taken by the stream's shared state itself, so that an
+/// `__anext__` allocates nothing but its Python object.
+impl FirstStep for Mutex<Shared> {
+    fn first_step(self: Arc<Self>, py: Python<'_>) -> PyResult<Attempted> {
+        match Busy::claim_unless_ready(&self)? {
+            Ok(item) => match item.into_py_any(py) {
+                Ok(value) => Ok(Attempted::Ready(value)),
+                Err(err) => {
+                    give_back_item(&self, item);
+                    Err(err)
+                }
+            },
+            Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                async move {
+                    let item = poll_fn(|cx| busy.poll_item(cx)).await?;
+                    Ok(Delivery { item, busy })
+                },
+                Delivery::give_back,
+            ))),
+        }
+    }
+}
+// ANCHOR_END: first_step
 
 // ANCHOR: ticks
 /// The stream of `ticks`: `0 … n-1`, each `interval` after the one before (counted from
