@@ -480,8 +480,18 @@ pub(crate) enum Attempted {
     Wait(RustFuture),
 }
 
-/// A first attempt, run once on the loop thread (the running loop already checked).
-type Attempt = Box<dyn FnOnce(Python) -> PyResult<Attempted> + Send>;
+/// A first attempt, run once on the loop thread (the running loop already checked):
+/// a closure, or a shared object that takes the step itself (no allocation per future).
+enum Attempt {
+    Closure(Box<dyn FnOnce(Python) -> PyResult<Attempted> + Send>),
+    Shared(Arc<dyn FirstStep>),
+}
+
+/// What an `Arc` the awaitable holds anyway (a stream's shared state) implements to be
+/// its first attempt: [`RustFuture::attempt_first_with`] boxes nothing.
+pub(crate) trait FirstStep: Send + Sync {
+    fn first_step(self: Arc<Self>, py: Python) -> PyResult<Attempted>;
+}
 // ANCHOR_END: attempt
 
 impl RustFuture {
@@ -534,7 +544,16 @@ impl RustFuture {
     {
         RustFuture {
             state: State::Created,
-            first: Some(Box::new(attempt)),
+            first: Some(Attempt::Closure(Box::new(attempt))),
+            task: None,
+        }
+    }
+
+    /// [`RustFuture::attempt_first`] with a shared object as the attempt.
+    pub(crate) fn attempt_first_with(attempt: Arc<dyn FirstStep>) -> Self {
+        RustFuture {
+            state: State::Created,
+            first: Some(Attempt::Shared(attempt)),
             task: None,
         }
     }
@@ -609,7 +628,11 @@ impl RustFuture {
     fn start(&mut self, py: Python) -> PyResult<Step> {
         let event_loop = running_loop(py)?;
         if let Some(attempt) = self.first.take() {
-            match attempt(py)? {
+            let attempted = match attempt {
+                Attempt::Closure(attempt) => attempt(py)?,
+                Attempt::Shared(attempt) => attempt.first_step(py)?,
+            };
+            match attempted {
                 Attempted::Ready(value) => {
                     self.state = State::Finished;
                     return Ok(Step::Return(value));

@@ -38,7 +38,7 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::{wrap_pyfunction, PyAsyncProtocol, PyObjectProtocol};
 
-use crate::bridge::{runtime, Attempted, RustFuture};
+use crate::bridge::{runtime, Attempted, FirstStep, RustFuture};
 use crate::protocol::{int_argument, panic_message, IntArg};
 use crate::sieve::{for_each_prime_below, MAX_BELOW};
 
@@ -110,8 +110,8 @@ impl Busy {
     /// (the one handed back first, else the stream's, polled with a waker that does
     /// nothing), and the stream is never marked busy; else the stream marked busy, and
     /// the guard to wait with. Fails as CPython's async generators do when one is busy.
-    fn claim_unless_ready(shared: Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
-        let mut state = lock(&shared);
+    fn claim_unless_ready(shared: &Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
+        let mut state = lock(shared);
         if state.busy {
             return Err(PyRuntimeError::new_err(
                 "anext(): asynchronous generator is already running",
@@ -138,7 +138,7 @@ impl Busy {
             Poll::Pending => {
                 state.busy = true;
                 drop(state);
-                Ok(Err(Busy(shared)))
+                Ok(Err(Busy(shared.clone())))
             }
         }
     }
@@ -264,27 +264,34 @@ impl PyAsyncProtocol for RustStream {
     /// `anext(stream, default)` gives its default.
     fn __anext__(slf: PyRef<Self>) -> PyResult<IterANextOutput<PyObject, PyObject>> {
         let py = slf.py();
-        let shared = slf.shared.clone();
         // Its first step polls the stream once with a waker that does nothing: an item
         // that is ready is returned by that step (no thread hop, no waker, no waiter, and
         // no moment in which a cancellation could lose it). Only a stream that is not
         // ready goes on the bridge, whose first poll hands the stream the loop's waker.
-        let next = RustFuture::attempt_first(move |py| {
-            // On the first step, not at the call.
-            match Busy::claim_unless_ready(shared)? {
-                Ok(item) => Ok(Attempted::Ready(item.into_py(py))),
-                Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
-                    async move {
-                        let item = poll_fn(|cx| busy.poll_item(cx)).await?;
-                        Ok(Delivery { item, busy })
-                    },
-                    Delivery::give_back,
-                ))),
-            }
-        });
+        let next = RustFuture::attempt_first_with(slf.shared.clone()); // `first_step`
         Ok(IterANextOutput::Yield(Py::new(py, next)?.into_py(py)))
     }
 }
+
+// ANCHOR: first_step
+/// The first step of an `__anext__` awaitable (not the call: an `__anext__()` never
+/// awaited takes nothing), taken by the stream's shared state itself, so that an
+/// `__anext__` allocates nothing but its Python object.
+impl FirstStep for Mutex<Shared> {
+    fn first_step(self: Arc<Self>, py: Python) -> PyResult<Attempted> {
+        match Busy::claim_unless_ready(&self)? {
+            Ok(item) => Ok(Attempted::Ready(item.into_py(py))),
+            Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                async move {
+                    let item = poll_fn(|cx| busy.poll_item(cx)).await?;
+                    Ok(Delivery { item, busy })
+                },
+                Delivery::give_back,
+            ))),
+        }
+    }
+}
+// ANCHOR_END: first_step
 
 /// PyO3 0.12's `#[pymethods]` generates unsafe calls outside `unsafe` blocks in the
 /// wrappers next to the impl (see `bridge::methods`); this module holds the impl and
