@@ -391,11 +391,11 @@ pub fn ticks(n: &Bound<'_, PyAny>, interval: f64) -> PyResult<RustStream> {
 
 // ANCHOR: primes
 /// The bounded channel between the `primes` worker and its stream, built for batches:
-/// the consumer takes items one at a time with no thread hop, and a worker that found the
-/// buffer full sleeps until the consumer has freed half of it (a thread wake-up per
-/// `buffer / 2` items, not per item); a consumer that found it empty is woken once, by
-/// the next item. A consumer that pauses with less than half taken still finds the
-/// buffer full again soon: the waiting worker also looks every [`TOP_UP`].
+/// the worker hands primes over a batch at a time (one lock for up to `buffer / 4`), the
+/// consumer takes them one at a time with no thread hop, and a worker that found the
+/// buffer full is woken once, by the first item taken, then refills it in one go (one
+/// thread wake-up per refill, not per item, as tokio's `mpsc` paid). A consumer that
+/// found it empty is woken once, by the next batch.
 struct Channel {
     state: Mutex<ChannelState>,
     /// The worker waits here while the buffer is full.
@@ -405,8 +405,6 @@ struct Channel {
 struct ChannelState {
     items: VecDeque<PyResult<Item>>,
     capacity: usize,
-    /// The worker waits until the buffer holds at most this many items.
-    resume_at: usize,
     /// The worker sleeps on `space`.
     worker_waiting: bool,
     /// The worker finished: nothing more comes after `items`.
@@ -416,9 +414,6 @@ struct ChannelState {
     /// The waker of a stream that found the buffer empty.
     consumer: Option<Waker>,
 }
-
-/// How long a worker waits for the consumer's call before it tops the buffer up anyway.
-const TOP_UP: Duration = Duration::from_millis(5);
 
 fn lock_channel(channel: &Channel) -> MutexGuard<'_, ChannelState> {
     channel
@@ -440,7 +435,7 @@ impl Stream for Primes {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut state = lock_channel(&self.channel);
         if let Some(item) = state.items.pop_front() {
-            let wake_worker = state.worker_waiting && state.items.len() <= state.resume_at;
+            let wake_worker = state.worker_waiting;
             if wake_worker {
                 state.worker_waiting = false;
             }
@@ -473,25 +468,33 @@ impl Drop for Primes {
 struct Sender(Arc<Channel>);
 
 impl Sender {
-    /// Hands `item` over, waiting while the buffer is full; `Break` if the stream is gone.
-    fn send(&self, item: PyResult<Item>) -> ControlFlow<()> {
-        let mut state = lock_channel(&self.0);
-        while state.items.len() >= state.capacity && !state.dropped {
-            state.worker_waiting = true;
-            (state, _) = self
-                .0
-                .space
-                .wait_timeout(state, TOP_UP)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-        if state.dropped {
-            return ControlFlow::Break(());
-        }
-        state.items.push_back(item);
-        let consumer = state.consumer.take();
-        drop(state);
-        if let Some(consumer) = consumer {
-            consumer.wake();
+    /// Hands over every item of `batch` (emptying it), under one lock for as many as
+    /// fit, waiting while the buffer is full; `Break` if the stream is gone.
+    fn send_all(&self, batch: &mut Vec<PyResult<Item>>, produced: &AtomicU64) -> ControlFlow<()> {
+        let mut items = batch.drain(..);
+        while items.len() > 0 {
+            let mut state = lock_channel(&self.0);
+            while state.items.len() >= state.capacity && !state.dropped {
+                state.worker_waiting = true;
+                state = self
+                    .0
+                    .space
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if state.dropped {
+                return ControlFlow::Break(());
+            }
+            let room = state.capacity - state.items.len();
+            let before = state.items.len();
+            state.items.extend(items.by_ref().take(room));
+            let sent = (state.items.len() - before) as u64;
+            let consumer = state.consumer.take();
+            drop(state);
+            produced.fetch_add(sent, Ordering::SeqCst);
+            if let Some(consumer) = consumer {
+                consumer.wake();
+            }
         }
         ControlFlow::Continue(())
     }
@@ -522,17 +525,23 @@ impl Drop for StopOnDrop {
 /// interpreter lock), and sends each prime through the channel, waiting while it is
 /// full: it is never more than the channel's capacity ahead of the consumer.
 fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
+    let capacity = lock_channel(&sender.0).capacity;
+    let batch_size = (capacity / 4).clamp(1, 256); // primes handed over under one lock
+    let mut batch = Vec::with_capacity(batch_size);
     let sieved = catch_unwind(AssertUnwindSafe(|| {
-        for_each_prime_below(n, stop, |prime| {
-            let sent = sender.send(Ok(prime));
-            if sent.is_continue() {
-                produced.fetch_add(1, Ordering::SeqCst);
+        let sieved = for_each_prime_below(n, stop, |prime| {
+            batch.push(Ok(prime));
+            if batch.len() < batch_size {
+                return ControlFlow::Continue(());
             }
-            sent // `Break`: the stream was dropped
-        })
+            sender.send_all(&mut batch, produced) // `Break`: the stream was dropped
+        });
+        if sieved.is_continue() {
+            let _ = sender.send_all(&mut batch, produced);
+        }
     }));
     if let Err(payload) = sieved {
-        let _ = sender.send(Err(panic_error(payload)));
+        let _ = sender.send_all(&mut vec![Err(panic_error(payload))], produced);
     }
 }
 
@@ -560,7 +569,6 @@ pub fn primes(n: &Bound<'_, PyAny>, buffer: IntArg) -> PyResult<RustStream> {
         state: Mutex::new(ChannelState {
             items: VecDeque::new(),
             capacity,
-            resume_at: capacity / 2,
             worker_waiting: false,
             done: false,
             dropped: false,
