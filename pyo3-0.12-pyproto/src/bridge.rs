@@ -507,18 +507,39 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
 // ANCHOR_END: loop_waker_for
 
 // ANCHOR: running_loop
+/// asyncio's `_get_running_loop`, and, when it is the C function of `_asyncio` (a
+/// `METH_NOARGS` builtin), its C entry point and module, to call it with no call
+/// machinery on every first step.
+struct GetRunningLoop {
+    function: PyObject,
+    direct: Option<(ffi::PyCFunction, usize)>,
+}
+
 /// The running event loop of this thread, or the error that says there is none.
 pub(crate) fn running_loop<'py>(py: Python<'py>) -> PyResult<&'py PyAny> {
-    static GET_RUNNING_LOOP: GILOnceCell<PyObject> = GILOnceCell::new();
+    static GET_RUNNING_LOOP: GILOnceCell<GetRunningLoop> = GILOnceCell::new();
     let get = match GET_RUNNING_LOOP.get(py) {
         Some(get) => get,
         None => {
-            let get = py.import("asyncio.events")?.getattr("_get_running_loop")?;
-            let _ = GET_RUNNING_LOOP.set(py, get.into());
+            let function = py.import("asyncio.events")?.getattr("_get_running_loop")?;
+            let get = GetRunningLoop {
+                direct: c_function_without_arguments(function),
+                function: function.into(),
+            };
+            let _ = GET_RUNNING_LOOP.set(py, get);
             GET_RUNNING_LOOP.get(py).expect("just set")
         }
     };
-    let event_loop = get.as_ref(py).call0()?;
+    let event_loop: &PyAny = match get.direct {
+        // SAFETY: the GIL is held; `function` and `module` are what CPython's own call of
+        // the builtin passes to a `METH_NOARGS` function (its module, and NULL); the
+        // module is kept alive by the function object, which the static holds. The result
+        // is a new reference (owned by the GIL pool), or NULL with the error set.
+        Some((function, module)) => unsafe {
+            py.from_owned_ptr_or_err(function(module as *mut _, std::ptr::null_mut()))?
+        },
+        None => get.function.as_ref(py).call0()?,
+    };
     if event_loop.is_none() {
         return Err(PyRuntimeError::new_err(
             "a RustFuture needs a running asyncio event loop in this thread: await it \
@@ -526,6 +547,23 @@ pub(crate) fn running_loop<'py>(py: Python<'py>) -> PyResult<&'py PyAny> {
         ));
     }
     Ok(event_loop)
+}
+
+/// The C entry point and `self` (the module) of a builtin function that takes no
+/// arguments; `None` for anything else (asyncio without its C accelerator).
+fn c_function_without_arguments(function: &PyAny) -> Option<(ffi::PyCFunction, usize)> {
+    // SAFETY: the GIL is held; `function` is live; the accessors are called only on an
+    // exact builtin function object, as they require.
+    unsafe {
+        let f = function.as_ptr();
+        if ffi::PyCFunction_Check(f) != 0
+            && ffi::PyCFunction_GetFlags(f) & !ffi::METH_COEXIST == ffi::METH_NOARGS
+        {
+            return ffi::PyCFunction_GetFunction(f)
+                .map(|c| (c, ffi::PyCFunction_GetSelf(f) as usize));
+        }
+    }
+    None
 }
 // ANCHOR_END: running_loop
 
@@ -555,8 +593,18 @@ pub(crate) enum Attempted {
     Wait(RustFuture),
 }
 
-/// A first attempt, run once on the loop thread (the running loop already checked).
-type Attempt = Box<dyn FnOnce(Python) -> PyResult<Attempted> + Send>;
+/// A first attempt, run once on the loop thread (the running loop already checked):
+/// a closure, or a shared object that takes the step itself (no allocation per future).
+enum Attempt {
+    Closure(Box<dyn FnOnce(Python) -> PyResult<Attempted> + Send>),
+    Shared(Arc<dyn FirstStep>),
+}
+
+/// What an `Arc` the awaitable holds anyway (a stream's shared state) implements to be
+/// its first attempt: [`RustFuture::attempt_first_with`] boxes nothing.
+pub(crate) trait FirstStep: Send + Sync {
+    fn first_step(self: Arc<Self>, py: Python) -> PyResult<Attempted>;
+}
 // ANCHOR_END: attempt
 
 impl RustFuture {
@@ -609,7 +657,16 @@ impl RustFuture {
     {
         RustFuture {
             state: State::Created,
-            first: Some(Box::new(attempt)),
+            first: Some(Attempt::Closure(Box::new(attempt))),
+            task: None,
+        }
+    }
+
+    /// [`RustFuture::attempt_first`] with a shared object as the attempt.
+    pub(crate) fn attempt_first_with(attempt: Arc<dyn FirstStep>) -> Self {
+        RustFuture {
+            state: State::Created,
+            first: Some(Attempt::Shared(attempt)),
             task: None,
         }
     }
@@ -684,7 +741,11 @@ impl RustFuture {
     fn start(&mut self, py: Python) -> PyResult<Step> {
         let event_loop = running_loop(py)?;
         if let Some(attempt) = self.first.take() {
-            match attempt(py)? {
+            let attempted = match attempt {
+                Attempt::Closure(attempt) => attempt(py)?,
+                Attempt::Shared(attempt) => attempt.first_step(py)?,
+            };
+            match attempted {
                 Attempted::Ready(value) => {
                     self.state = State::Finished;
                     return Ok(Step::Return(value));

@@ -38,7 +38,7 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::{wrap_pyfunction, PyAsyncProtocol, PyObjectProtocol};
 
-use crate::bridge::{runtime, Attempted, RustFuture};
+use crate::bridge::{runtime, Attempted, FirstStep, RustFuture};
 use crate::protocol::{int_argument, panic_message, IntArg};
 use crate::sieve::{for_each_prime_below, MAX_BELOW};
 
@@ -106,17 +106,41 @@ fn exhausted() -> PyErr {
 struct Busy(Arc<Mutex<Shared>>);
 
 impl Busy {
-    /// Marks the stream busy, or fails as CPython's async generators do when one is.
-    fn claim(shared: Arc<Mutex<Shared>>) -> PyResult<Busy> {
-        let mut state = lock(&shared);
+    /// The first step of an `__anext__`, under one lock: the next item if one is ready
+    /// (the one handed back first, else the stream's, polled with a waker that does
+    /// nothing), and the stream is never marked busy; else the stream marked busy, and
+    /// the guard to wait with. Fails as CPython's async generators do when one is busy.
+    fn claim_unless_ready(shared: &Arc<Mutex<Shared>>) -> PyResult<Result<Item, Busy>> {
+        let mut state = lock(shared);
         if state.busy {
             return Err(PyRuntimeError::new_err(
                 "anext(): asynchronous generator is already running",
             ));
         }
-        state.busy = true;
-        drop(state);
-        Ok(Busy(shared))
+        if let Some(item) = state.front.take() {
+            return Ok(Ok(item));
+        }
+        let Some(stream) = state.stream.as_mut() else {
+            return Err(exhausted());
+        };
+        match stream
+            .0
+            .as_mut()
+            .poll_next(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Some(item)) => item.map(Ok),
+            Poll::Ready(None) => {
+                let ended = state.stream.take(); // live_streams() falls at the end
+                drop(state);
+                drop(ended);
+                Err(exhausted())
+            }
+            Poll::Pending => {
+                state.busy = true;
+                drop(state);
+                Ok(Err(Busy(shared.clone())))
+            }
+        }
     }
 
     /// The next item: the one handed back first, else the stream's.
@@ -240,27 +264,34 @@ impl PyAsyncProtocol for RustStream {
     /// `anext(stream, default)` gives its default.
     fn __anext__(slf: PyRef<Self>) -> PyResult<IterANextOutput<PyObject, PyObject>> {
         let py = slf.py();
-        let shared = slf.shared.clone();
         // Its first step polls the stream once with a waker that does nothing: an item
         // that is ready is returned by that step (no thread hop, no waker, no waiter, and
         // no moment in which a cancellation could lose it). Only a stream that is not
         // ready goes on the bridge, whose first poll hands the stream the loop's waker.
-        let next = RustFuture::attempt_first(move |py| {
-            let busy = Busy::claim(shared)?; // on the first step, not at the call
-            match busy.poll_item(&mut Context::from_waker(Waker::noop())) {
-                Poll::Ready(item) => Ok(Attempted::Ready(item?.into_py(py))), // free again
-                Poll::Pending => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
-                    async move {
-                        let item = poll_fn(|cx| busy.poll_item(cx)).await?;
-                        Ok(Delivery { item, busy })
-                    },
-                    Delivery::give_back,
-                ))),
-            }
-        });
+        let next = RustFuture::attempt_first_with(slf.shared.clone()); // `first_step`
         Ok(IterANextOutput::Yield(Py::new(py, next)?.into_py(py)))
     }
 }
+
+// ANCHOR: first_step
+/// The first step of an `__anext__` awaitable (not the call: an `__anext__()` never
+/// awaited takes nothing), taken by the stream's shared state itself, so that an
+/// `__anext__` allocates nothing but its Python object.
+impl FirstStep for Mutex<Shared> {
+    fn first_step(self: Arc<Self>, py: Python) -> PyResult<Attempted> {
+        match Busy::claim_unless_ready(&self)? {
+            Ok(item) => Ok(Attempted::Ready(item.into_py(py))),
+            Err(busy) => Ok(Attempted::Wait(RustFuture::new_with_unclaimed(
+                async move {
+                    let item = poll_fn(|cx| busy.poll_item(cx)).await?;
+                    Ok(Delivery { item, busy })
+                },
+                Delivery::give_back,
+            ))),
+        }
+    }
+}
+// ANCHOR_END: first_step
 
 /// PyO3 0.12's `#[pymethods]` generates unsafe calls outside `unsafe` blocks in the
 /// wrappers next to the impl (see `bridge::methods`); this module holds the impl and
@@ -378,11 +409,11 @@ pub fn ticks(n: &PyAny, interval: f64) -> PyResult<RustStream> {
 type Sent = Result<Item, String>;
 
 /// The bounded channel between the `primes` worker and its stream, built for batches:
-/// the consumer takes items one at a time with no thread hop, and a worker that found the
-/// buffer full sleeps until the consumer has freed half of it (a thread wake-up per
-/// `buffer / 2` items, not per item); a consumer that found it empty is woken once, by
-/// the next item. A consumer that pauses with less than half taken still finds the
-/// buffer full again soon: the waiting worker also looks every [`TOP_UP`].
+/// the worker hands primes over a batch at a time (one lock for up to `buffer / 4`), the
+/// consumer takes them one at a time with no thread hop, and a worker that found the
+/// buffer full is woken once, by the first item taken, then refills it in one go (one
+/// thread wake-up per refill, not per item, as tokio's `mpsc` paid). A consumer that
+/// found it empty is woken once, by the next batch.
 struct Channel {
     state: Mutex<ChannelState>,
     /// The worker waits here while the buffer is full.
@@ -392,8 +423,6 @@ struct Channel {
 struct ChannelState {
     items: VecDeque<Sent>,
     capacity: usize,
-    /// The worker waits until the buffer holds at most this many items.
-    resume_at: usize,
     /// The worker sleeps on `space`.
     worker_waiting: bool,
     /// The worker finished: nothing more comes after `items`.
@@ -403,9 +432,6 @@ struct ChannelState {
     /// The waker of a stream that found the buffer empty.
     consumer: Option<Waker>,
 }
-
-/// How long a worker waits for the consumer's call before it tops the buffer up anyway.
-const TOP_UP: Duration = Duration::from_millis(5);
 
 fn lock_channel(channel: &Channel) -> MutexGuard<'_, ChannelState> {
     channel
@@ -427,7 +453,7 @@ impl Stream for Primes {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut state = lock_channel(&self.channel);
         if let Some(item) = state.items.pop_front() {
-            let wake_worker = state.worker_waiting && state.items.len() <= state.resume_at;
+            let wake_worker = state.worker_waiting;
             if wake_worker {
                 state.worker_waiting = false;
             }
@@ -461,25 +487,33 @@ impl Drop for Primes {
 struct Sender(Arc<Channel>);
 
 impl Sender {
-    /// Hands `item` over, waiting while the buffer is full; `Break` if the stream is gone.
-    fn send(&self, item: Sent) -> ControlFlow<()> {
-        let mut state = lock_channel(&self.0);
-        while state.items.len() >= state.capacity && !state.dropped {
-            state.worker_waiting = true;
-            (state, _) = self
-                .0
-                .space
-                .wait_timeout(state, TOP_UP)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-        if state.dropped {
-            return ControlFlow::Break(());
-        }
-        state.items.push_back(item);
-        let consumer = state.consumer.take();
-        drop(state);
-        if let Some(consumer) = consumer {
-            consumer.wake();
+    /// Hands over every item of `batch` (emptying it), under one lock for as many as
+    /// fit, waiting while the buffer is full; `Break` if the stream is gone.
+    fn send_all(&self, batch: &mut Vec<Sent>, produced: &AtomicU64) -> ControlFlow<()> {
+        let mut items = batch.drain(..);
+        while items.len() > 0 {
+            let mut state = lock_channel(&self.0);
+            while state.items.len() >= state.capacity && !state.dropped {
+                state.worker_waiting = true;
+                state = self
+                    .0
+                    .space
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if state.dropped {
+                return ControlFlow::Break(());
+            }
+            let room = state.capacity - state.items.len();
+            let before = state.items.len();
+            state.items.extend(items.by_ref().take(room));
+            let sent = (state.items.len() - before) as u64;
+            let consumer = state.consumer.take();
+            drop(state);
+            produced.fetch_add(sent, Ordering::SeqCst);
+            if let Some(consumer) = consumer {
+                consumer.wake();
+            }
         }
         ControlFlow::Continue(())
     }
@@ -510,17 +544,23 @@ impl Drop for StopOnDrop {
 /// GIL), and sends each prime through the channel, waiting while it is full: it is never
 /// more than the channel's capacity ahead of the consumer.
 fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
+    let capacity = lock_channel(&sender.0).capacity;
+    let batch_size = (capacity / 4).clamp(1, 256); // primes handed over under one lock
+    let mut batch = Vec::with_capacity(batch_size);
     let sieved = catch_unwind(AssertUnwindSafe(|| {
-        for_each_prime_below(n, stop, |prime| {
-            let sent = sender.send(Ok(prime));
-            if sent.is_continue() {
-                produced.fetch_add(1, Ordering::SeqCst);
+        let sieved = for_each_prime_below(n, stop, |prime| {
+            batch.push(Ok(prime));
+            if batch.len() < batch_size {
+                return ControlFlow::Continue(());
             }
-            sent // `Break`: the stream was dropped
-        })
+            sender.send_all(&mut batch, produced) // `Break`: the stream was dropped
+        });
+        if sieved.is_continue() {
+            let _ = sender.send_all(&mut batch, produced);
+        }
     }));
     if let Err(payload) = sieved {
-        let _ = sender.send(Err(panic_message(payload)));
+        let _ = sender.send_all(&mut vec![Err(panic_message(payload))], produced);
     }
 }
 
@@ -552,7 +592,6 @@ pub fn primes(n: &PyAny, buffer: IntArg) -> PyResult<RustStream> {
         state: Mutex::new(ChannelState {
             items: VecDeque::new(),
             capacity,
-            resume_at: capacity / 2,
             worker_waiting: false,
             done: false,
             dropped: false,

@@ -482,15 +482,34 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
 // ANCHOR_END: loop_waker_for
 
 // ANCHOR: running_loop
+/// asyncio's `_get_running_loop`, and, when it is the C function of `_asyncio` (a
+/// `METH_NOARGS` builtin), its C entry point and module, to call it with no call
+/// machinery on every first step.
+struct GetRunningLoop {
+    function: Py<PyAny>,
+    direct: Option<(pyo3::ffi::PyCFunction, usize)>,
+}
+
 /// The running event loop of this thread, or the error that says there is none.
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static GET_RUNNING_LOOP: PyOnceLock<GetRunningLoop> = PyOnceLock::new();
     let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        py.import("asyncio.events")?
-            .getattr("_get_running_loop")
-            .map(Bound::unbind)
+        let function = py.import("asyncio.events")?.getattr("_get_running_loop")?;
+        Ok::<_, PyErr>(GetRunningLoop {
+            direct: c_function_without_arguments(&function),
+            function: function.unbind(),
+        })
     })?;
-    let event_loop = get.bind(py).call0()?;
+    let event_loop = match get.direct {
+        // SAFETY: attached; `function` and `module` are what CPython's own call of the
+        // builtin passes to a `METH_NOARGS` function (its module, and NULL); the module is
+        // kept alive by the function object, which the static holds. The result is a new
+        // reference, or NULL with the error set.
+        Some((function, module)) => unsafe {
+            Bound::from_owned_ptr_or_err(py, function(module as *mut _, std::ptr::null_mut()))?
+        },
+        None => get.function.bind(py).call0()?,
+    };
     if event_loop.is_none() {
         return Err(PyRuntimeError::new_err(
             "a RustFuture needs a running asyncio event loop in this thread: await it \
@@ -498,6 +517,28 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         ));
     }
     Ok(event_loop)
+}
+
+/// The C entry point and `self` (the module) of a builtin function that takes no
+/// arguments; `None` for anything else (asyncio without its C accelerator, PyPy).
+fn c_function_without_arguments(
+    function: &Bound<'_, PyAny>,
+) -> Option<(pyo3::ffi::PyCFunction, usize)> {
+    #[cfg(not(PyPy))]
+    // SAFETY: attached; `function` is live; the accessors are called only on an exact
+    // builtin function object, as they require.
+    unsafe {
+        use pyo3::ffi;
+        let f = function.as_ptr();
+        if ffi::PyCFunction_CheckExact(f) != 0
+            && ffi::PyCFunction_GetFlags(f) & !ffi::METH_COEXIST == ffi::METH_NOARGS
+        {
+            return ffi::PyCFunction_GetFunction(f)
+                .map(|c| (c, ffi::PyCFunction_GetSelf(f) as usize));
+        }
+    }
+    let _ = function;
+    None
 }
 // ANCHOR_END: running_loop
 
@@ -523,8 +564,18 @@ pub(crate) enum Attempted {
     Wait(RustFuture),
 }
 
-/// A first attempt, run once on the loop thread (the running loop already checked).
-type Attempt = Box<dyn FnOnce(Python<'_>) -> PyResult<Attempted> + Send + Sync>;
+/// A first attempt, run once on the loop thread (the running loop already checked):
+/// a closure, or a shared object that takes the step itself (no allocation per future).
+enum Attempt {
+    Closure(Box<dyn FnOnce(Python<'_>) -> PyResult<Attempted> + Send + Sync>),
+    Shared(Arc<dyn FirstStep>),
+}
+
+/// What an `Arc` the awaitable holds anyway (a stream's shared state) implements to be
+/// its first attempt: [`RustFuture::attempt_first_with`] boxes nothing.
+pub(crate) trait FirstStep: Send + Sync {
+    fn first_step(self: Arc<Self>, py: Python<'_>) -> PyResult<Attempted>;
+}
 // ANCHOR_END: attempt
 
 impl RustFuture {
@@ -575,7 +626,16 @@ impl RustFuture {
     {
         RustFuture {
             state: State::Created,
-            first: Some(Box::new(attempt)),
+            first: Some(Attempt::Closure(Box::new(attempt))),
+            task: None,
+        }
+    }
+
+    /// [`RustFuture::attempt_first`] with a shared object as the attempt.
+    pub(crate) fn attempt_first_with(attempt: Arc<dyn FirstStep>) -> Self {
+        RustFuture {
+            state: State::Created,
+            first: Some(Attempt::Shared(attempt)),
             task: None,
         }
     }
@@ -666,7 +726,11 @@ impl RustFuture {
     fn start<'py>(&mut self, py: Python<'py>) -> PyResult<Step<'py>> {
         let event_loop = running_loop(py)?;
         if let Some(attempt) = self.first.take() {
-            match attempt(py)? {
+            let attempted = match attempt {
+                Attempt::Closure(attempt) => attempt(py)?,
+                Attempt::Shared(attempt) => attempt.first_step(py)?,
+            };
+            match attempted {
                 Attempted::Ready(value) => {
                     self.state = State::Finished;
                     return Ok(Step::Return(value.into_bound(py)));
