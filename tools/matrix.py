@@ -237,9 +237,7 @@ def table(results: dict[str, Result]) -> str:
             lines.append(text if day in (None, usual) else f"{text} ({day})")
         return "<br>".join(lines)
 
-    columns = (
-        PYTHONS + DEBUG_PYTHONS + [title for title, _, _ in OTHER_INTERPRETERS] + ["3.14t"]
-    )
+    columns = PYTHONS + DEBUG_PYTHONS + [title for title, _, _ in OTHER_INTERPRETERS] + ["3.14t"]
     lines = [
         "| era | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
