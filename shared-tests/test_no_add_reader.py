@@ -172,15 +172,17 @@ def closed_loop_with_a_waiting_task(make_awaitable):
 
 
 @pytest.mark.parametrize("waker", ["tokio timer thread", "loop thread"])
-def test_wake_after_the_loop_closed(era, waker):
+def test_wake_after_the_loop_closed(era, waker, capfd):
     """A future woken after its loop was closed: ``call_soon_threadsafe`` raises
     ``RuntimeError``, on a tokio thread (a timer) or on this one (a semaphore released).
     Nothing is reported, nothing crashes, and the future, its Task and the loop are
     freed with the program's references."""
     before = era.live_futures()
-    unraisable = []
-    old_hook = sys.unraisablehook
-    sys.unraisablehook = unraisable.append
+    unraisable: list = []
+    # sys.unraisablehook is 3.8+; 3.7 prints an unraisable error to stderr.
+    old_hook = getattr(sys, "unraisablehook", None)
+    if old_hook is not None:
+        sys.unraisablehook = unraisable.append
     try:
         if waker == "loop thread":
             semaphore = era.Semaphore(1)
@@ -205,8 +207,10 @@ def test_wake_after_the_loop_closed(era, waker):
         assert gone() is None
         assert era.live_futures() == before
     finally:
-        sys.unraisablehook = old_hook
+        if old_hook is not None:
+            sys.unraisablehook = old_hook
     assert unraisable == []
+    assert "Exception ignored" not in capfd.readouterr().err
 
 
 def test_interpreter_exit_while_futures_complete(era):
@@ -228,10 +232,16 @@ def test_interpreter_exit_while_futures_complete(era):
         print("exiting", flush=True)
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout == "exiting\n"
-    assert "Fatal" not in proc.stderr
-    assert "panicked" not in proc.stderr
+    # A race with the interpreter's finalization: before the `atexit` gate of the bridge,
+    # about one exit in ten aborted on 3.8 ("FATAL: exception not rethrown").
+    for _ in range(5):
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        noise = ("Task was destroyed", "task: ")  # asyncio's word on the abandoned Tasks
+        told = [line for line in proc.stderr.splitlines() if not line.startswith(noise)]
+        assert proc.returncode == 0, "\n".join(told)[-3000:]
+        assert proc.stdout == "exiting\n"
+        assert "Fatal" not in proc.stderr
+        assert "FATAL" not in proc.stderr
+        assert "panicked" not in proc.stderr

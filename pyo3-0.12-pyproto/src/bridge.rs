@@ -40,8 +40,8 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
@@ -53,7 +53,7 @@ use pyo3::{PyGCProtocol, PyObjectProtocol, PyRefMut, PyTraverseError, PyVisit};
 
 use crate::ffi;
 use crate::protocol::{
-    already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
+    already_executing, check_throw_arguments, error_is, escaping, just_started_error, panic_error,
     reuse_error, thrown_exception, IntoMethodResult, State, Step,
 };
 use crate::slots::Stepped;
@@ -346,6 +346,10 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &HeldLoop) {
     if !usable {
         return;
     }
+    let _in_flight = match InFlight::enter() {
+        Some(in_flight) => in_flight,
+        None => return, // the interpreter is exiting: its loops will not run again
+    };
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let gil = Python::acquire_gil();
         let py = gil.python();
@@ -368,6 +372,83 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &HeldLoop) {
     }));
 }
 // ANCHOR_END: call_soon
+
+// ANCHOR: exit_gate
+/// Runtime threads taking the GIL for [`call_soon`], and whether the interpreter is
+/// exiting. The check above is not enough: a thread that checks, then waits for the GIL
+/// while the interpreter starts to finalize, gets it when finalizing has begun, and
+/// CPython 3.8 to 3.13 then end the thread with `pthread_exit`, a forced unwind through
+/// Rust frames that aborts the process ("FATAL: exception not rethrown", seen at exit
+/// with futures still completing). So `atexit` runs [`ExitGate`], which closes the gate
+/// and waits, with the GIL released, until no thread is inside; Python runs `atexit`
+/// callbacks before it marks itself finalizing, so a thread let in always finishes its
+/// call. A wake-up after that is dropped: the loops will not run again.
+struct ExitState {
+    closing: bool,
+    in_flight: usize,
+}
+
+static EXIT: Mutex<ExitState> = Mutex::new(ExitState {
+    closing: false,
+    in_flight: 0,
+});
+static EXIT_EMPTIED: Condvar = Condvar::new();
+
+/// A thread let through the gate; leaving is dropping it.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Option<InFlight> {
+        let mut state = lock(&EXIT);
+        if state.closing {
+            return None;
+        }
+        state.in_flight += 1;
+        Some(InFlight)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = lock(&EXIT);
+        state.in_flight -= 1;
+        if state.in_flight == 0 {
+            EXIT_EMPTIED.notify_all();
+        }
+    }
+}
+
+/// Registered with `atexit` when the first loop without `add_reader` is seen.
+#[pyclass(module = "pyo3_0_12_pyproto")]
+pub(crate) struct ExitGate {}
+
+#[pymethods]
+impl ExitGate {
+    #[call]
+    fn __call__(&self, py: Python) {
+        lock(&EXIT).closing = true;
+        py.allow_threads(|| {
+            let mut state = lock(&EXIT);
+            while state.in_flight > 0 {
+                state = EXIT_EMPTIED
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        });
+    }
+}
+
+/// Registers [`ExitGate`] with `atexit`, once per process (under the GIL, so once).
+fn register_exit_gate(py: Python) -> PyResult<()> {
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if !REGISTERED.load(Ordering::Acquire) {
+        let gate = Py::new(py, ExitGate {})?;
+        py.import("atexit")?.call_method1("register", (gate,))?;
+        REGISTERED.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+// ANCHOR_END: exit_gate
 
 impl LoopWaker {
     /// A waker notified through a fresh socket pair (to be watched with `add_reader`).
@@ -486,7 +567,8 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
         };
         match event_loop.call_method1("add_reader", (receiver.as_raw_fd(), reader)) {
             Ok(_) => {}
-            Err(err) if err.is_instance::<PyNotImplementedError>(event_loop.py()) => {
+            Err(err) if error_is::<PyNotImplementedError>(event_loop.py(), &err) => {
+                register_exit_gate(event_loop.py())?;
                 waker = Arc::new(LoopWaker {
                     queue: WakeQueue::new(),
                     notifier: Notifier::CallSoon {

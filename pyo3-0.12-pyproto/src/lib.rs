@@ -50,7 +50,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::wrap_pyfunction;
 
-use crate::bridge::{RustFuture, WakeReader};
+use crate::bridge::{ExitGate, RustFuture, WakeReader};
 use crate::coroutine::RustCoroutine;
 use crate::delegate::RustAwait;
 use crate::recipe::Echo;
@@ -92,8 +92,10 @@ fn pyo3_0_12_pyproto(py: Python, m: &PyModule) -> PyResult<()> {
     fast_slots.set_item("RustAwait", install_slots::<RustAwait>(py)?)?;
     fast_slots.set_item("RustFuture", install_slots::<RustFuture>(py)?)?;
     m.setattr("_FAST_SLOTS", fast_slots)?;
-    // Not exported (the event loop's callback for Rust futures), but fixed all the same.
+    // Not exported (the event loop's callback for Rust futures, and the `atexit` gate of
+    // the `call_soon_threadsafe` wake-up), but fixed all the same.
     repair::ready_type_with_fixes::<WakeReader>(py)?;
+    repair::ready_type_with_fixes::<ExitGate>(py)?;
     // asyncio.iscoroutine, create_task, ensure_future and gather accept them.
     for class in [
         py.get_type::<RustCoroutine>(),

@@ -37,7 +37,7 @@ use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
@@ -370,6 +370,9 @@ impl Wake for TaskWaker {
 /// queue holds its tasks only weakly (nothing leaks). Any other refusal is reported as
 /// unraisable. A panic is contained: a `Waker` must not unwind into its caller.
 fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &Py<PyAny>) {
+    let Some(_in_flight) = InFlight::enter() else {
+        return; // the interpreter is exiting: its loops will not run again
+    };
     let _ = catch_unwind(AssertUnwindSafe(|| {
         Python::try_attach(|py| {
             let event_loop = event_loop.bind(py);
@@ -389,6 +392,83 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &Py<PyAny>) {
     }));
 }
 // ANCHOR_END: call_soon
+
+// ANCHOR: exit_gate
+/// Runtime threads taking the interpreter lock for [`call_soon`], and whether the
+/// interpreter is exiting. `try_attach` alone is not enough: a thread that checks, then
+/// waits for the lock while the interpreter starts to finalize, gets it when finalizing
+/// has begun, and CPython 3.8 to 3.13 then end the thread with `pthread_exit`, a forced
+/// unwind through Rust frames that aborts the process ("FATAL: exception not rethrown",
+/// seen at exit with futures still completing). So `atexit` runs [`ExitGate`], which
+/// closes the gate and waits, with the lock released, until no thread is inside; Python
+/// runs `atexit` callbacks before it marks itself finalizing, so a thread let in always
+/// finishes its call. A wake-up after that is dropped: the loops will not run again.
+struct ExitState {
+    closing: bool,
+    in_flight: usize,
+}
+
+static EXIT: Mutex<ExitState> = Mutex::new(ExitState {
+    closing: false,
+    in_flight: 0,
+});
+static EXIT_EMPTIED: Condvar = Condvar::new();
+
+/// A thread let through the gate; leaving is dropping it.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Option<InFlight> {
+        let mut state = lock(&EXIT);
+        if state.closing {
+            return None;
+        }
+        state.in_flight += 1;
+        Some(InFlight)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = lock(&EXIT);
+        state.in_flight -= 1;
+        if state.in_flight == 0 {
+            EXIT_EMPTIED.notify_all();
+        }
+    }
+}
+
+/// Registered with `atexit` when the first loop without `add_reader` is seen.
+#[pyclass(module = "pyo3_modern_pymethods", frozen)]
+struct ExitGate;
+
+#[pymethods]
+impl ExitGate {
+    fn __call__(&self, py: Python<'_>) {
+        lock(&EXIT).closing = true;
+        py.detach(|| {
+            let mut state = lock(&EXIT);
+            while state.in_flight > 0 {
+                state = EXIT_EMPTIED
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        });
+    }
+}
+
+/// Registers [`ExitGate`] with `atexit`, once per process.
+fn register_exit_gate(py: Python<'_>) -> PyResult<()> {
+    static REGISTERED: PyOnceLock<()> = PyOnceLock::new();
+    REGISTERED
+        .get_or_try_init(py, || {
+            py.import("atexit")?
+                .call_method1("register", (Bound::new(py, ExitGate)?,))
+                .map(drop)
+        })
+        .map(drop)
+}
+// ANCHOR_END: exit_gate
 
 impl LoopWaker {
     /// A waker notified through a fresh socket pair (to be watched with `add_reader`).
@@ -465,6 +545,7 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
         match event_loop.call_method1("add_reader", (receiver.as_raw_fd(), reader)) {
             Ok(_) => {}
             Err(err) if err.is_instance_of::<PyNotImplementedError>(event_loop.py()) => {
+                register_exit_gate(event_loop.py())?;
                 waker = Arc::new(LoopWaker {
                     queue: WakeQueue::new(),
                     notifier: Notifier::CallSoon {
