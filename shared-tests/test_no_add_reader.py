@@ -171,7 +171,18 @@ def closed_loop_with_a_waiting_task(make_awaitable):
     return loop, task, attempts
 
 
-@pytest.mark.parametrize("waker", ["tokio timer thread", "loop thread"])
+PYPY_KEEPS_THE_TASK = pytest.mark.xfail(
+    sys.implementation.name == "pypy",
+    reason="open (issue 15): on PyPy a Task whose native coroutine awaits a RustFuture "
+    "(here the semaphore's acquire) is never freed once its loop is closed, as with "
+    "delegate over a Future; a Task awaiting the RustFuture itself is",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "waker", ["tokio timer thread", pytest.param("loop thread", marks=PYPY_KEEPS_THE_TASK)]
+)
 def test_wake_after_the_loop_closed(era, waker, capfd):
     """A future woken after its loop was closed: ``call_soon_threadsafe`` raises
     ``RuntimeError``, on a tokio thread (a timer) or on this one (a semaphore released).
@@ -199,11 +210,16 @@ def test_wake_after_the_loop_closed(era, waker, capfd):
             assert eventually(lambda: attempts == ["WakeReader"], timeout=10.0)
         gone = weakref.ref(loop)
         del task, loop
-        gc.collect()  # the abandoned Task and its RustFuture (and so the Rust future)
+        # The abandoned Task and its RustFuture (and so the Rust future); PyPy frees an
+        # object with a finaliser (the Task) some collections later (below).
+        gc.collect()
         # The bridge's thread-local remembers the last loop until another is used (and
         # the 0.12 bridge releases a loop dropped without the GIL on the next await).
         assert run(lambda: era.sleep(0, "next")) == "next"
-        gc.collect()
+        for _ in range(10):
+            gc.collect()
+            if gone() is None and era.live_futures() == before:
+                break
         assert gone() is None
         assert era.live_futures() == before
     finally:

@@ -277,7 +277,9 @@ enum Notifier {
         receiver: UnixStream,
     },
     /// The loop has no `add_reader`: one `call_soon_threadsafe(WakeReader)` ([`call_soon`]).
-    /// The loop is a [`HeldLoop`]: the last `TaskWaker` may be dropped on any thread.
+    /// The loop is held through a `weakref.ref` (a reference from Rust would keep it
+    /// alive unseen by the garbage collector), itself a [`HeldLoop`]: the last
+    /// `TaskWaker` may be dropped on any thread.
     CallSoon { event_loop: HeldLoop },
 }
 
@@ -353,7 +355,10 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &HeldLoop) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let gil = Python::acquire_gil();
         let py = gil.python();
-        let event_loop = event_loop.as_ref(py);
+        let event_loop = match event_loop.as_ref(py).call0() {
+            Ok(event_loop) if !event_loop.is_none() => event_loop,
+            _ => return, // the loop is gone: nothing of it will run again
+        };
         let reader = WakeReader {
             loop_waker: loop_waker.clone(),
         };
@@ -436,6 +441,16 @@ impl ExitGate {
             }
         });
     }
+}
+
+/// `weakref.ref(object)`.
+fn py_weakref(object: &PyAny) -> PyResult<PyObject> {
+    let py = object.py();
+    Ok(py
+        .import("weakref")?
+        .getattr("ref")?
+        .call1((object,))?
+        .into())
 }
 
 /// Registers [`ExitGate`] with `atexit`, once per process (under the GIL, so once).
@@ -572,7 +587,7 @@ fn loop_waker_for(event_loop: &PyAny) -> PyResult<Arc<LoopWaker>> {
                 waker = Arc::new(LoopWaker {
                     queue: WakeQueue::new(),
                     notifier: Notifier::CallSoon {
-                        event_loop: HeldLoop(Some(event_loop.into())),
+                        event_loop: HeldLoop(Some(py_weakref(event_loop)?)),
                     },
                 });
             }

@@ -313,6 +313,8 @@ enum Notifier {
         receiver: UnixStream,
     },
     /// The loop has no `add_reader`: one `call_soon_threadsafe(WakeReader)` ([`call_soon`]).
+    /// The loop is held through a `weakref.ref`: a reference from Rust would keep it
+    /// alive unseen by the garbage collector (on PyPy, for ever).
     CallSoon { event_loop: Py<PyAny> },
 }
 
@@ -375,7 +377,11 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &Py<PyAny>) {
     };
     let _ = catch_unwind(AssertUnwindSafe(|| {
         Python::try_attach(|py| {
-            let event_loop = event_loop.bind(py);
+            let event_loop = match event_loop.bind(py).call0() {
+                Ok(event_loop) if !event_loop.is_none() => event_loop,
+                _ => return, // the loop is gone: nothing of it will run again
+            };
+            let event_loop = &event_loop;
             let reader = WakeReader {
                 loop_waker: loop_waker.clone(),
             };
@@ -455,6 +461,16 @@ impl ExitGate {
             }
         });
     }
+}
+
+/// `weakref.ref(object)`.
+fn py_weakref(object: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = object.py();
+    Ok(py
+        .import("weakref")?
+        .getattr("ref")?
+        .call1((object,))?
+        .unbind())
 }
 
 /// Registers [`ExitGate`] with `atexit`, once per process.
@@ -549,7 +565,7 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
                 waker = Arc::new(LoopWaker {
                     queue: WakeQueue::new(),
                     notifier: Notifier::CallSoon {
-                        event_loop: event_loop.clone().unbind(),
+                        event_loop: py_weakref(event_loop)?,
                     },
                 });
             }
