@@ -173,9 +173,11 @@ def closed_loop_with_a_waiting_task(make_awaitable):
 
 PYPY_KEEPS_THE_TASK = pytest.mark.xfail(
     sys.implementation.name == "pypy",
-    reason="open (issue 15): on PyPy a Task whose native coroutine awaits a RustFuture "
-    "(here the semaphore's acquire) is never freed once its loop is closed, as with "
-    "delegate over a Future; a Task awaiting the RustFuture itself is",
+    reason="open (issue 15): on PyPy, when a closed loop without add_reader is woken from "
+    "its own thread (call_soon_threadsafe raising RuntimeError inside the Rust call of "
+    "release()), the loop and the waiting Task are never freed; the same wake from a "
+    "tokio thread, or on a loop with add_reader, frees both. Probably the exception's "
+    "traceback reaching cpyext, as in the cancellation leak fixed for issue 15",
     strict=False,
 )
 
