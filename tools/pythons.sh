@@ -107,6 +107,26 @@ print("%d.%d%s" % (*sys.version_info[:2], debug), platform.python_implementation
     [ "$out" = "$2 CPython" ]
 }
 
+# patch_sysconfigdata EXE PREFIX LIBDIR_GLOB: point WHEEL_PKG_DIR and the include
+# directories of the prefix's _sysconfigdata (PREFIX/usr/lib/LIBDIR_GLOB/) into the
+# prefix: ensurepip's wheels and the C headers live there, not in /usr. Idempotent.
+patch_sysconfigdata() {
+    "$1" - "$2" "$3" <<'EOF' || { debian_reason="patching _sysconfigdata failed"; return 1; }
+import glob, os, re, sys
+prefix, libdir = sys.argv[1], sys.argv[2]
+files = glob.glob(os.path.join(prefix, "usr/lib", libdir, "_sysconfigdata_*.py"))
+for f in sorted({os.path.realpath(f) for f in files}):
+    with open(f) as fh:
+        s = fh.read()
+    for key in ("WHEEL_PKG_DIR", "INCLUDEPY", "CONFINCLUDEPY"):
+        s = re.sub(r"('%s': )'(/[^']*)'" % key,
+                   lambda m: m.group(1) + repr(m.group(2) if m.group(2).startswith(prefix + "/")
+                                               else prefix + m.group(2)), s)
+    with open(f, "w") as fh:
+        fh.write(s)
+EOF
+}
+
 usable_candidate() {  # not one of ours, not a shim
     case $1 in
         "$BIN"/*|*/shims/*) return 1 ;;
@@ -437,20 +457,7 @@ install_prefix() {
         sed -i 's|^\(#[ \t]*include[ \t]*\)<\([^>]*/python[0-9.]*d\{0,1\}/pyconfig\.h\)>|\1"../\2"|' "$p"
     done
     # ensurepip's wheels and the C headers live in the prefix, not in /usr.
-    "$exe" - "$prefix" <<'EOF' || { debian_reason="patching _sysconfigdata failed"; return 1; }
-import glob, os, re, sys
-prefix = sys.argv[1]
-files = glob.glob(os.path.join(prefix, "usr/lib/python3*/_sysconfigdata_*.py"))
-for f in sorted({os.path.realpath(f) for f in files}):
-    with open(f) as fh:
-        s = fh.read()
-    for key in ("WHEEL_PKG_DIR", "INCLUDEPY", "CONFINCLUDEPY"):
-        s = re.sub(r"('%s': )'(/[^']*)'" % key,
-                   lambda m: m.group(1) + repr(m.group(2) if m.group(2).startswith(prefix + "/")
-                                               else prefix + m.group(2)), s)
-    with open(f, "w") as fh:
-        fh.write(s)
-EOF
+    patch_sysconfigdata "$exe" "$prefix" 'python3*' || return 1
     if [ "$mode" = patchelf ]; then
         r=
         for d in "${fetched[@]}"; do
@@ -658,20 +665,7 @@ build_pypy_prefix() {
             || { debian_reason="patchelf failed on ${p#"$prefix"/}"; return 1; }
     done
     # ensurepip's wheels and the C headers live in the prefix, not in /usr.
-    "$exe" - "$prefix" <<'PY' || { debian_reason="patching _sysconfigdata failed"; return 1; }
-import glob, os, re, sys
-prefix = sys.argv[1]
-files = glob.glob(os.path.join(prefix, "usr/lib/pypy3*/_sysconfigdata_*.py"))
-for f in sorted({os.path.realpath(f) for f in files}):
-    with open(f) as fh:
-        s = fh.read()
-    for key in ("WHEEL_PKG_DIR", "INCLUDEPY", "CONFINCLUDEPY"):
-        s = re.sub(r"('%s': )'(/[^']*)'" % key,
-                   lambda m: m.group(1) + repr(m.group(2) if m.group(2).startswith(prefix + "/")
-                                               else prefix + m.group(2)), s)
-    with open(f, "w") as fh:
-        fh.write(s)
-PY
+    patch_sysconfigdata "$exe" "$prefix" 'pypy3*' || return 1
     "$exe" -m compileall -q "$prefix/usr/lib/pypy$v" >/dev/null 2>&1 || true
     if ! "$exe" -c "import ssl, sqlite3, ctypes, decimal, lzma, bz2, zlib, pyexpat, hashlib, venv, ensurepip, glob, os, sysconfig
 assert glob.glob(sysconfig.get_config_var('WHEEL_PKG_DIR') + '/pip-*.whl'), 'no pip wheel for ensurepip'
