@@ -426,27 +426,43 @@ def test_slow_consumer_blocks_the_worker(era):
 def test_private_hook_produced_never_more_than_buffer_ahead(era, buffer):
     """Backpressure exactly, through the private hook ``RustStream._produced`` (items the
     producer has handed to the channel so far): never more than ``buffer`` ahead of the
-    items delivered, and, given a moment, exactly ``buffer`` ahead (the queue fills)."""
+    items delivered. The worker refills when the queue falls to its low-water mark (a
+    quarter of the buffer taken, at least one item): taking fewer leaves it asleep, and
+    reaching the mark fills the queue to exactly ``buffer`` again."""
+    low = buffer - max(1, buffer // 4)
+
+    async def at_rest(stream, delivered):
+        await asyncio.sleep(0.02)  # room to run further ahead, if it could
+        ahead = stream._produced - delivered
+        assert low < ahead <= buffer
+        return ahead
+
+    async def take(stream, count, delivered):
+        for _ in range(count):
+            await stream.__anext__()
+            delivered += 1
+            assert stream._produced <= delivered + buffer
+        return delivered
 
     async def main():
         stream = era.primes(2**40, buffer)
         assert hasattr(stream, "_produced"), PRODUCED_HOOK
         delivered = 0
         try:
-            for round_ in range(5):
+            for _ in range(4):
                 filled = await wait_until_filled(stream, delivered + buffer)
                 assert filled, f"_produced is {stream._produced}, never {delivered + buffer}"
-                await asyncio.sleep(0.02)  # room to run further ahead, if it could
-                assert stream._produced == delivered + buffer
-                for _ in range(1 + 3 * round_):
-                    await stream.__anext__()
-                    delivered += 1
-                    assert stream._produced <= delivered + buffer
+                assert await at_rest(stream, delivered) == buffer
+                # Short of the mark: the worker is not woken.
+                delivered = await take(stream, buffer - low - 1, delivered)
+                assert await at_rest(stream, delivered) == buffer - (buffer - low - 1)
+                # At the mark: it refills to the brim (checked at the loop's top).
+                delivered = await take(stream, 1, delivered)
         finally:
             await stream.aclose()
         return delivered
 
-    assert run(main) == 1 + 4 + 7 + 10 + 13
+    assert run(main) == 4 * (buffer - low)
 
 
 async def wait_until_filled(stream, target, timeout=10.0):

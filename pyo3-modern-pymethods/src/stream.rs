@@ -392,19 +392,31 @@ pub fn ticks(n: &Bound<'_, PyAny>, interval: f64) -> PyResult<RustStream> {
 // ANCHOR: primes
 /// The bounded channel between the `primes` worker and its stream, built for batches:
 /// the worker hands primes over a batch at a time (one lock for up to `buffer / 4`), the
-/// consumer takes them one at a time with no thread hop, and a worker that found the
-/// buffer full is woken once, by the first item taken, then refills it in one go (one
-/// thread wake-up per refill, not per item, as tokio's `mpsc` paid). A consumer that
-/// found it empty is woken once, by the next batch.
+/// consumer takes them one at a time with no thread hop. A worker that finds the buffer
+/// full watches it for up to `SPIN` (50 µs), then sleeps until the consumer has taken a
+/// quarter of it (the low-water mark), and refills it in one go. Waking it at the first
+/// free slot made the two threads trade one item and one futex call per prime; sleeping
+/// at once let a fast consumer empty the buffer before the worker was even running
+/// again. A consumer that found it empty is woken once, by the next batch.
 struct Channel {
     state: Mutex<ChannelState>,
     /// The worker waits here while the buffer is full.
     space: Condvar,
+    /// How many items the buffer holds, as last seen under the lock: what a spinning
+    /// worker watches without taking the lock. On a cache line of its own: the
+    /// consumer's lock would otherwise move that line between the two threads per item.
+    queued: Padded<AtomicUsize>,
 }
+
+/// A value on a cache line of its own.
+#[repr(align(128))]
+struct Padded<T>(T);
 
 struct ChannelState {
     items: VecDeque<PyResult<Item>>,
     capacity: usize,
+    /// The low-water mark: a quarter of `capacity` below it (`capacity - 1` at most).
+    low: usize,
     /// The worker sleeps on `space`.
     worker_waiting: bool,
     /// The worker finished: nothing more comes after `items`.
@@ -435,7 +447,16 @@ impl Stream for Primes {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut state = lock_channel(&self.channel);
         if let Some(item) = state.items.pop_front() {
-            let wake_worker = state.worker_waiting;
+            if state.items.len() <= state.low {
+                // Only at the mark: a store per item would bounce the cache line between
+                // this thread and a spinning worker.
+                self.channel
+                    .queued
+                    .0
+                    .store(state.items.len(), Ordering::Relaxed);
+            }
+            // At the mark (for a buffer of 1: empty), the worker, if it sleeps, refills.
+            let wake_worker = state.worker_waiting && state.items.len() <= state.low;
             if wake_worker {
                 state.worker_waiting = false;
             }
@@ -463,6 +484,9 @@ impl Drop for Primes {
     }
 }
 
+/// How long a worker that found the buffer full watches it before sleeping.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// The worker's end of the channel; dropped (the worker finished, or panicked), it tells
 /// the stream that nothing more comes.
 struct Sender(Arc<Channel>);
@@ -474,7 +498,24 @@ impl Sender {
         let mut items = batch.drain(..);
         while items.len() > 0 {
             let mut state = lock_channel(&self.0);
+            let mut spun = false;
             while state.items.len() >= state.capacity && !state.dropped {
+                if !spun {
+                    // Full: watch the buffer for a short while before sleeping, so a
+                    // consumer that keeps taking finds it refilled without waiting for
+                    // this thread to be woken (which takes longer than the buffer lasts).
+                    spun = true;
+                    let low = state.low;
+                    drop(state);
+                    let deadline = std::time::Instant::now() + SPIN;
+                    while self.0.queued.0.load(Ordering::Relaxed) > low
+                        && std::time::Instant::now() < deadline
+                    {
+                        std::hint::spin_loop();
+                    }
+                    state = lock_channel(&self.0);
+                    continue;
+                }
                 state.worker_waiting = true;
                 state = self
                     .0
@@ -488,6 +529,7 @@ impl Sender {
             let room = state.capacity - state.items.len();
             let before = state.items.len();
             state.items.extend(items.by_ref().take(room));
+            self.0.queued.0.store(state.items.len(), Ordering::Relaxed);
             let sent = (state.items.len() - before) as u64;
             let consumer = state.consumer.take();
             drop(state);
@@ -569,12 +611,14 @@ pub fn primes(n: &Bound<'_, PyAny>, buffer: IntArg) -> PyResult<RustStream> {
         state: Mutex::new(ChannelState {
             items: VecDeque::new(),
             capacity,
+            low: capacity - (capacity / 4).max(1),
             worker_waiting: false,
             done: false,
             dropped: false,
             consumer: None,
         }),
         space: Condvar::new(),
+        queued: Padded(AtomicUsize::new(0)),
     });
     let sender = Sender(channel.clone());
     let stop = Arc::new(AtomicBool::new(false));
