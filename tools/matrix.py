@@ -44,6 +44,10 @@ DEBUG_PYTHONS = ["3.11d", "3.14d", "3.15d"]
 # Other interpreters, each a column after the CPython ones: (title, tox environment
 # prefix, the Python version it implements).
 OTHER_INTERPRETERS = [("PyPy 3.11", "pypy311", "3.11")]
+# Free-threaded builds (Py_GIL_DISABLED): the last column shows whether each era compiles
+# for one (build-checks), then the modern suite's run on each of these that was found
+# (py314t-pymethods, ...; tools/dev test adds them when tools/pythons.sh finds one).
+FREE_THREADED_PYTHONS = ["3.14t", "3.15t"]
 # The test cases whose outcome a cell shows (the rest are counted).
 NOTABLE = re.compile(
     r"test_clean_under_valgrind|valgrind_attribution"
@@ -61,9 +65,11 @@ LEGEND = (
     "that `tools/refleaks.py` ran every public path of the era repeatedly and found no "
     "steady growth of `sys.gettotalrefcount()` or `sys.getallocatedblocks()`; "
     "❌ some of it failed; — that PyO3 does not support that Python; 3.14t is "
-    "free-threaded CPython, which no package provides here: 🔨 the crate was compiled for "
-    "it (`PYO3_CONFIG_FILE`) but could not be run, ⛔ the crate refuses to build for it "
-    "(there and on PyPy, a test checks the refusal)."
+    "free-threaded CPython: 🔨 the crate was compiled for it (`PYO3_CONFIG_FILE`), "
+    '"compiled only" where no free-threaded interpreter was found to run the suite on '
+    '(`tools/pythons.sh` looks in pyenv, uv and the PATH; lines "3.14t:" and '
+    '"3.15t:" give a run\'s result), ⛔ the crate refuses to build for it (there and '
+    "on PyPy, a test checks the refusal)."
 )
 
 Result = Dict[str, Any]
@@ -124,6 +130,7 @@ def table_environments() -> set[str]:
     names = {"build-checks"}
     prefixes = [f"py{python.replace('.', '')}" for python in PYTHONS + DEBUG_PYTHONS]
     prefixes += [prefix for _, prefix, _ in OTHER_INTERPRETERS]
+    prefixes += [f"py{python.replace('.', '')}" for python in FREE_THREADED_PYTHONS]
     for era in ERAS.values():
         for prefix in prefixes:
             env = f"{prefix}-{era.name}"
@@ -200,7 +207,18 @@ def free_threaded(era: str, results: dict[str, Result]) -> Cell:
     cases = result["cases"]
     if era == "pymethods":
         compiled = cases.get("test_modern_compiles_for_free_threaded_314") == "passed"
-        return [("🔨 compiled only" if compiled else "❌ does not compile", result)]
+        ran = [
+            python
+            for python in FREE_THREADED_PYTHONS
+            if f"py{python.replace('.', '')}-{era}" in results
+        ]
+        if not compiled:
+            return [("❌ does not compile", result)]
+        lines: Cell = [("🔨 compiled" + ("" if ran else " only"), result)]
+        for python in ran:
+            for text, run in parts(era, f"py{python.replace('.', '')}", results):
+                lines.append((f"{python}: {text}", run))
+        return lines
     refused = cases.get("test_pyo3_0_12_refuses_free_threaded") == "passed"
     return [("⛔ refused at build" if refused else "❌ refusal not shown", result)]
 

@@ -6,6 +6,9 @@
 # --versions: only these (space- or comma-separated; default: all of 3.7 to 3.15 and
 # pypy3.11); `tools/dev test -e ...` asks for the interpreters of the selected
 # environments only.
+# 3.Xt names a free-threaded build (Py_GIL_DISABLED, `python3.Xt`): never part of the
+# default; found where pyenv (`pyenv install 3.Xt`), uv (`uv python install 3.Xt`) or
+# the system PATH has one (Debian packages none, so there is no route from its archive).
 # 3.Xd names a debug build (Py_DEBUG, `python3.Xd`): never part of the default;
 # pyenv's (`--debug`) and uv's (`+debug`) are used, else on a Debian-family machine
 # 3.11d, 3.14d and 3.15d are built from Debian's pythonX.Y-dbg packages into the
@@ -73,7 +76,7 @@ while [ $# -gt 0 ]; do
 done
 versions=${versions//,/ }
 for v in $versions; do
-    [[ $v =~ ^(3\.[0-9]+d?|pypy3\.[0-9]+)$ ]] || { log "not a version: $v (want 3.X, 3.Xd for a debug build, or pypy3.X)"; exit 2; }
+    [[ $v =~ ^(3\.[0-9]+[dt]?|pypy3\.[0-9]+)$ ]] || { log "not a version: $v (want 3.X, 3.Xd for a debug build, 3.Xt for a free-threaded one, or pypy3.X)"; exit 2; }
 done
 
 start_ns=$(date +%s%N)
@@ -97,13 +100,15 @@ for d in "${path_dirs[@]}"; do
     esac
 done
 
-# check_py EXE X.Y[d]: EXE runs and is CPython X.Y (X.Yd: a debug build, Py_DEBUG).
+# check_py EXE X.Y[d|t]: EXE runs and is CPython X.Y (X.Yd: a debug build, Py_DEBUG;
+# X.Yt: a free-threaded build, Py_GIL_DISABLED; X.Y: neither).
 check_py() {
     local out
     [ -x "$1" ] || return 1
-    out=$("$1" -c 'import sys, platform
-debug = "d" if hasattr(sys, "gettotalrefcount") else ""
-print("%d.%d%s" % (*sys.version_info[:2], debug), platform.python_implementation())' 2>/dev/null) || return 1
+    out=$("$1" -c 'import sys, sysconfig, platform
+kind = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+kind += "d" if hasattr(sys, "gettotalrefcount") else ""
+print("%d.%d%s" % (*sys.version_info[:2], kind), platform.python_implementation())' 2>/dev/null) || return 1
     [ "$out" = "$2 CPython" ]
 }
 
@@ -145,7 +150,7 @@ done
 
 find_pyenv() {
     local v=$1 root d name
-    case $v in *d) find_pyenv_debug "$v"; return ;; esac
+    case $v in *d) find_pyenv_debug "$v"; return ;; *t) find_pyenv_free_threaded "$v"; return ;; esac
     for root in "${pyenv_roots[@]}"; do
         for d in "$root"/versions/"$v".*; do
             name=${d##*/}
@@ -175,6 +180,22 @@ find_pyenv_debug() {
                 break 2
             fi
         done
+    done
+}
+
+# find_pyenv_free_threaded X.Yt: pyenv's `pyenv install X.Yt` names it X.Y.Zt, with a
+# python X.Yt in its bin.
+find_pyenv_free_threaded() {
+    local v=$1 root d
+    for root in "${pyenv_roots[@]}"; do
+        for d in "$root"/versions/"${v%t}".*t; do
+            if [ -d "$d" ]; then printf '%s\n' "$d"; fi
+        done
+    done | sort -V -r | while read -r d; do
+        if check_py "$d/bin/python$v" "$v"; then
+            printf '%s\n' "$d/bin/python$v"
+            break
+        fi
     done
 }
 
@@ -770,6 +791,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     for v in "${missing[@]}"; do
         case $v in
             *d) log "    pyenv install --debug ${v%d}  (pyenv: https://github.com/pyenv/pyenv#installation)" ;;
+            *t) log "    pyenv install ${v}     (a pyenv recent enough to list free-threaded builds)" ;;
             *) log "    pyenv install $v      (pyenv: https://github.com/pyenv/pyenv#installation)" ;;
         esac
     done
@@ -790,6 +812,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         *" 3.11d "*|*" 3.14d "*|*" 3.15d "*)
             log "or, for the debug builds 3.11d (from the machine's own Debian release, bookworm)"
             log "and 3.14d, 3.15d (Debian sid), let this script fetch Debian's pythonX.Y-dbg (as above)"
+            ;;
+    esac
+    case " ${missing[*]} " in
+        *"t "*)
+            log "(Debian packages no free-threaded CPython: for 3.14t and 3.15t only pyenv and uv"
+            log "have a route, and both download from GitHub or python.org)"
             ;;
     esac
     case " ${missing[*]} " in

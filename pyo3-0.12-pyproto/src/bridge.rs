@@ -333,10 +333,11 @@ impl Wake for TaskWaker {
 ///   wake-up is dropped, as the loop will never run again). PyO3 0.12's `acquire_gil`
 ///   would initialize an interpreter that is not, or crash on a finalized one.
 ///
-/// A closed loop refuses (`RuntimeError`): its tasks will never run again, so that is
-/// silent; `notified` stays set, so later wakes of that loop do not try again, and the
-/// queue holds its tasks only weakly (nothing leaks). Any other refusal is reported as
-/// unraisable. A panic is contained: a `Waker` must not unwind into its caller.
+/// A closed loop (asked first with `is_closed()`, or refusing with `RuntimeError`) is
+/// skipped silently, as its tasks will never run again; `notified` stays set, so later
+/// wakes of that loop do not try again, and the queue holds its tasks only weakly
+/// (nothing leaks). Any other refusal is reported as unraisable. A panic is contained:
+/// a `Waker` must not unwind into its caller.
 fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &HeldLoop) {
     let event_loop = match &event_loop.0 {
         Some(event_loop) => event_loop,
@@ -359,6 +360,14 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &HeldLoop) {
             Ok(event_loop) if !event_loop.is_none() => event_loop,
             _ => return, // the loop is gone: nothing of it will run again
         };
+        // Asked first, so that the usual refusal raises nothing: an exception raised and
+        // dropped here, on the loop's own thread, kept the loop and its Tasks alive for
+        // ever on PyPy. (Closed on another thread meanwhile: the call below refuses, and
+        // that is handled too.)
+        let closed = event_loop.call_method0("is_closed");
+        if closed.and_then(PyAny::is_true).unwrap_or(false) {
+            return;
+        }
         let reader = WakeReader {
             loop_waker: loop_waker.clone(),
         };

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
@@ -367,10 +367,11 @@ impl Wake for TaskWaker {
 /// * Never into a dying interpreter: `try_attach` declines while it finalizes (then the
 ///   wake-up is dropped, as the loop will never run again).
 ///
-/// A closed loop refuses (`RuntimeError`): its tasks will never run again, so that is
-/// silent; `notified` stays set, so later wakes of that loop do not try again, and the
-/// queue holds its tasks only weakly (nothing leaks). Any other refusal is reported as
-/// unraisable. A panic is contained: a `Waker` must not unwind into its caller.
+/// A closed loop (asked first with `is_closed()`, or refusing with `RuntimeError`) is
+/// skipped silently, as its tasks will never run again; `notified` stays set, so later
+/// wakes of that loop do not try again, and the queue holds its tasks only weakly
+/// (nothing leaks). Any other refusal is reported as unraisable. A panic is contained:
+/// a `Waker` must not unwind into its caller.
 fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &Py<PyAny>) {
     let Some(_in_flight) = InFlight::enter() else {
         return; // the interpreter is exiting: its loops will not run again
@@ -382,6 +383,17 @@ fn call_soon(loop_waker: &Arc<LoopWaker>, event_loop: &Py<PyAny>) {
                 _ => return, // the loop is gone: nothing of it will run again
             };
             let event_loop = &event_loop;
+            // Asked first, so that the usual refusal raises nothing: an exception raised
+            // and dropped here, on the loop's own thread, kept the loop and its Tasks
+            // alive for ever on PyPy. (Closed on another thread meanwhile: the call
+            // below refuses, and that is handled too.)
+            let closed = event_loop.call_method0("is_closed");
+            if closed
+                .and_then(|closed| closed.is_truthy())
+                .unwrap_or(false)
+            {
+                return;
+            }
             let reader = WakeReader {
                 loop_waker: loop_waker.clone(),
             };
@@ -558,18 +570,17 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
         let reader = WakeReader {
             loop_waker: waker.clone(),
         };
-        match event_loop.call_method1("add_reader", (receiver.as_raw_fd(), reader)) {
-            Ok(_) => {}
-            Err(err) if err.is_instance_of::<PyNotImplementedError>(event_loop.py()) => {
-                register_exit_gate(event_loop.py())?;
-                waker = Arc::new(LoopWaker {
-                    queue: WakeQueue::new(),
-                    notifier: Notifier::CallSoon {
-                        event_loop: py_weakref(event_loop)?,
-                    },
-                });
-            }
-            Err(err) => return Err(err),
+        let add_reader = event_loop.getattr("add_reader")?;
+        let args = (receiver.as_raw_fd(), reader).into_pyobject(event_loop.py())?;
+        // `None`: NotImplementedError, a loop without `add_reader`.
+        if crate::compat::call_unless_not_implemented(&add_reader, &args)?.is_none() {
+            register_exit_gate(event_loop.py())?;
+            waker = Arc::new(LoopWaker {
+                queue: WakeQueue::new(),
+                notifier: Notifier::CallSoon {
+                    event_loop: py_weakref(event_loop)?,
+                },
+            });
         }
     }
     CURRENT

@@ -262,24 +262,7 @@ pub(crate) fn call<'py>(
 ) -> PyResult<Called<'py>> {
     #[cfg(PyPy)]
     {
-        use pyo3::sync::PyOnceLock;
-        use pyo3::types::PyModule;
-        static CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let py = f.py();
-        let call = CALL.get_or_try_init(py, || {
-            let code = c"def call(f, args):
-    try:
-        return 0, f(*args)
-    except StopIteration as stop:
-        return 1, stop.value
-    except BaseException as exception:
-        return 2, exception
-";
-            PyModule::from_code(py, code, c"<pyo3_modern_pymethods>", c"_pypy_call")?
-                .getattr("call")
-                .map(Bound::unbind)
-        })?;
-        let (how, value): (u8, Bound<'py, PyAny>) = call.bind(py).call1((f, args))?.extract()?;
+        let (how, value) = pypy_call(f, args)?;
         match how {
             0 => Ok(Called::Returned(value)),
             1 => Ok(Called::Stopped(value)),
@@ -296,5 +279,60 @@ pub(crate) fn call<'py>(
             Err(err) => Err(err),
         }
     }
+}
+
+/// `f(*args)`, or `None` when it raised `NotImplementedError` (an event loop without
+/// `add_reader`). On PyPy that exception is dropped without its traceback reaching the C
+/// layer (see [`call`]): fetched there, it kept the loop (the frame of its `add_reader`)
+/// and the Task that awaited (the frames below) for ever.
+pub(crate) fn call_unless_not_implemented<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    use pyo3::exceptions::PyNotImplementedError;
+    #[cfg(PyPy)]
+    {
+        let (how, value) = pypy_call(f, args)?;
+        match how {
+            2 if value.is_instance_of::<PyNotImplementedError>() => Ok(None),
+            2 => Err(raise_object(value)),
+            _ => Ok(Some(value)), // (1, a StopIteration's value: not from these callables)
+        }
+    }
+    #[cfg(not(PyPy))]
+    {
+        match f.call1(args) {
+            Ok(value) => Ok(Some(value)),
+            Err(err) if err.is_instance_of::<PyNotImplementedError>(f.py()) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// On PyPy: `f(*args)` called from Python, the outcome as `(0, returned value)`,
+/// `(1, StopIteration's value)` or `(2, the exception raised)`.
+#[cfg(PyPy)]
+fn pypy_call<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    use pyo3::sync::PyOnceLock;
+    use pyo3::types::PyModule;
+    static CALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = f.py();
+    let call = CALL.get_or_try_init(py, || {
+        let code = c"def call(f, args):
+    try:
+        return 0, f(*args)
+    except StopIteration as stop:
+        return 1, stop.value
+    except BaseException as exception:
+        return 2, exception
+";
+        PyModule::from_code(py, code, c"<pyo3_modern_pymethods>", c"_pypy_call")?
+            .getattr("call")
+            .map(Bound::unbind)
+    })?;
+    call.bind(py).call1((f, args))?.extract()
 }
 // ANCHOR_END: call
