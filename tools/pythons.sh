@@ -148,54 +148,28 @@ for r in "${PYENV_ROOT:-}" "$HOME/.pyenv"; do
     case " ${pyenv_roots[*]} " in *" $r "*) ;; *) pyenv_roots+=("$r") ;; esac
 done
 
+# find_pyenv X.Y[d|t]: the newest of pyenv's versions of that build whose python runs and
+# is that build: X.Y.Z for X.Y, X.Y.Z-debug (`pyenv install --debug X.Y.Z`) for the debug
+# build X.Yd, X.Y.Zt (`pyenv install X.Yt`) for the free-threaded build X.Yt.
 find_pyenv() {
-    local v=$1 root d name
-    case $v in *d) find_pyenv_debug "$v"; return ;; *t) find_pyenv_free_threaded "$v"; return ;; esac
+    local v=$1 base=${1%[dt]} glob root d exe
+    case $v in
+        *d) glob="$base.*-debug" ;;
+        *t) glob="$base.*t" ;;
+        *) glob="$base.*" ;;
+    esac
     for root in "${pyenv_roots[@]}"; do
-        for d in "$root"/versions/"$v".*; do
-            name=${d##*/}
-            case $name in *t|*-debug) continue ;; esac  # free-threaded and debug builds
+        for d in "$root"/versions/$glob; do
+            case $v:${d##*/} in *[0-9]:*t|*[0-9]:*-debug) continue ;; esac  # X.Y: neither build
             if [ -d "$d" ]; then printf '%s\n' "$d"; fi
         done
     done | sort -V -r | while read -r d; do
-        if check_py "$d/bin/python$v" "$v"; then
-            printf '%s\n' "$d/bin/python$v"
-            break
-        fi
-    done
-}
-
-# find_pyenv_debug X.Yd: a debug build of pyenv's (`pyenv install --debug X.Y.Z`
-# names it X.Y.Z-debug).
-find_pyenv_debug() {
-    local v=$1 root d exe
-    for root in "${pyenv_roots[@]}"; do
-        for d in "$root"/versions/"${v%d}".*-debug; do
-            if [ -d "$d" ]; then printf '%s\n' "$d"; fi
-        done
-    done | sort -V -r | while read -r d; do
-        for exe in "$d/bin/python$v" "$d/bin/python${v%d}"; do
+        for exe in "$d/bin/python$v" "$d/bin/python$base"; do
             if check_py "$exe" "$v"; then
                 printf '%s\n' "$exe"
                 break 2
             fi
         done
-    done
-}
-
-# find_pyenv_free_threaded X.Yt: pyenv's `pyenv install X.Yt` names it X.Y.Zt, with a
-# python X.Yt in its bin.
-find_pyenv_free_threaded() {
-    local v=$1 root d
-    for root in "${pyenv_roots[@]}"; do
-        for d in "$root"/versions/"${v%t}".*t; do
-            if [ -d "$d" ]; then printf '%s\n' "$d"; fi
-        done
-    done | sort -V -r | while read -r d; do
-        if check_py "$d/bin/python$v" "$v"; then
-            printf '%s\n' "$d/bin/python$v"
-            break
-        fi
     done
 }
 
@@ -356,6 +330,9 @@ fetch_debs() {
         END { if (p != "") print p, v, a, s }')
     if [ ${#want[@]} -gt 0 ]; then
         log "downloading ${#want[@]} packages ($((new_bytes / 1024)) KiB)"
+        # (The debug build from the machine's own release skips debian_prepare, which
+        # creates it for the sid route: on a fresh cache it may come first.)
+        mkdir -p "$DEBS"
         (cd "$DEBS" && apt_get -qq download "${want[@]}" >&2) || return 1
         downloaded_bytes=$((downloaded_bytes + new_bytes))
     fi
