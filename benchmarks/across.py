@@ -161,7 +161,8 @@ MODERN = eras.ERAS["pymethods"].module
 READY_SEQ = "a future ready at its first poll, awaited by a Task, sequential"
 READY_GATHER = "a future ready at its first poll, awaited by a Task, 10,000 gathered"
 # The targets: (what, benchmark group, implementation suffix, baseline (None: the group's
-# own), limit for 3.10/3.11, limit elsewhere, kind): "ratio" (at most the limit), "gain"
+# own), limit where `await` reaches the `am_send` slot with no exception (3.10, 3.11,
+# 3.15), limit elsewhere, kind): "ratio" (at most the limit), "gain"
 # (the baseline at least `limit` times the implementation), "memory" (bytes per pending
 # await, by RSS, at most `limit` times the baseline's).
 TARGETS = [
@@ -318,7 +319,7 @@ def targets(paths: list[Path]) -> str:
             cells = []
             for report in reports:
                 minor = int(report["python"].split(".")[1])
-                limit = near if minor in (10, 11) else far
+                limit = near if minor in (10, 11, 15) else far
                 cells.append(target_cell(report, group, era + suffix, baseline, limit, kind))
             lines.append(f"| {what} | `{era}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
