@@ -6,6 +6,7 @@ reference's expected outcomes for them, and polling for things that happen async
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
 
@@ -206,6 +207,35 @@ async def cancel_once_its_wait_is_over(task, timeout=2.0):
 
     poll()  # at once too: a release may have completed the waiter just now
     return await hit
+
+
+def tasks_left_waiting(loop, make_awaitable, n=1):
+    """``n`` Tasks of ``make_awaitable()`` on ``loop``, each run to its first wait, then
+    the loop closed under them (its handler silencing asyncio's "Task was destroyed but
+    it is pending"): the Tasks."""
+    loop.set_exception_handler(lambda loop, context: None)
+    tasks = [loop.create_task(make_awaitable()) for _ in range(n)]
+    loop.run_until_complete(asyncio.sleep(0))  # each Task's first step: they wait now
+    assert not any(task.done() for task in tasks)
+    loop.close()
+    return tasks
+
+
+def forget_the_last_loop(era):
+    """Awaits on another loop: the bridge's thread-local keeps the last loop used on this
+    thread (and its waker) until another one is, and the 0.12 bridge releases a loop
+    dropped without the GIL on the next await."""
+    assert run(lambda: era.sleep(0, "next")) == "next"
+
+
+def collect_until(predicate, rounds=10):
+    """``gc.collect()`` until ``predicate()`` holds, ``rounds`` times at most: PyPy frees
+    an object with a finaliser, and each level of C-level proxies that refer to objects,
+    one collection later."""
+    for _ in range(rounds):
+        gc.collect()
+        if predicate():
+            return
 
 
 def eventually(predicate, timeout=1.0):

@@ -15,7 +15,7 @@ import weakref
 
 import pytest
 
-from async_helpers import run
+from async_helpers import collect_until, forget_the_last_loop, run, tasks_left_waiting
 
 # Part of the core that the *-valgrind tox environments run under memcheck (not the tests
 # marked slow).
@@ -307,12 +307,7 @@ def test_cancelled_tasks_are_freed(era, kind, wrapped):
         freed.extend(weakref.ref(task) for task in tasks)
 
     run(main)
-    # PyPy frees an object with a finaliser, and each level of C-level proxies that
-    # refer to objects, one collection later: collect until freed, or ten times.
-    for _ in range(10):
-        gc.collect()
-        if all(ref() is None for ref in freed):
-            break
+    collect_until(lambda: all(ref() is None for ref in freed))
     assert sum(ref() is not None for ref in freed) == 0
     assert era.live_futures() == 0
 
@@ -350,19 +345,10 @@ def test_tasks_left_waiting_on_a_closed_loop_are_freed(era, kind):
         return await era.delegate(era.sleep(30))
 
     loop = asyncio.new_event_loop()
-    loop.set_exception_handler(lambda loop, context: None)  # "Task was destroyed ..."
-    tasks = [loop.create_task(body()) for _ in range(50)]
-    loop.run_until_complete(asyncio.sleep(0))  # each Task's first step: they wait now
-    assert not any(task.done() for task in tasks)
-    loop.close()
+    tasks = tasks_left_waiting(loop, body, 50)
     freed = [weakref.ref(task) for task in tasks] + [weakref.ref(loop)]
     del tasks, loop
-    # The bridge's thread-local keeps the last loop used on this thread (and its waker)
-    # until another one is: one loop per thread at most, freed at the next loop's await.
-    assert run(lambda: era.sleep(0, "next")) == "next"
-    for _ in range(10):
-        gc.collect()
-        if all(ref() is None for ref in freed) and era.live_futures() == 0:
-            break
+    forget_the_last_loop(era)
+    collect_until(lambda: all(ref() is None for ref in freed) and era.live_futures() == 0)
     assert sum(ref() is not None for ref in freed) == 0
     assert era.live_futures() == 0

@@ -21,7 +21,14 @@ import weakref
 
 import pytest
 
-from async_helpers import eventually, run, sieve
+from async_helpers import (
+    collect_until,
+    eventually,
+    forget_the_last_loop,
+    run,
+    sieve,
+    tasks_left_waiting,
+)
 
 pytestmark = pytest.mark.valgrind
 
@@ -156,10 +163,7 @@ def closed_loop_with_a_waiting_task(make_awaitable):
     the Task, and what the loop was asked from then on: ``"is_closed"``, and the name of
     each callable ``call_soon_threadsafe`` was called with."""
     loop = NoReaderLoop()
-    loop.set_exception_handler(lambda loop, context: None)
-    task = loop.create_task(make_awaitable())
-    loop.run_until_complete(asyncio.sleep(0))  # the Task's first step: it waits now
-    assert not task.done()
+    [task] = tasks_left_waiting(loop, make_awaitable)
     attempts = []
 
     def counting(callback, *args, **kwargs):
@@ -171,7 +175,6 @@ def closed_loop_with_a_waiting_task(make_awaitable):
         return NoReaderLoop.is_closed(loop)
 
     loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-    loop.close()
     loop.is_closed = asked  # type: ignore[method-assign]
     return loop, task, attempts
 
@@ -206,16 +209,10 @@ def test_wake_after_the_loop_closed(era, waker, capfd):
             assert eventually(lambda: attempts == ["is_closed"], timeout=10.0)
         gone = weakref.ref(loop)
         del task, loop
-        # The abandoned Task and its RustFuture (and so the Rust future); PyPy frees an
-        # object with a finaliser (the Task) some collections later (below).
+        # The abandoned Task and its RustFuture (and so the Rust future).
         gc.collect()
-        # The bridge's thread-local remembers the last loop until another is used (and
-        # the 0.12 bridge releases a loop dropped without the GIL on the next await).
-        assert run(lambda: era.sleep(0, "next")) == "next"
-        for _ in range(10):
-            gc.collect()
-            if gone() is None and era.live_futures() == before:
-                break
+        forget_the_last_loop(era)
+        collect_until(lambda: gone() is None and era.live_futures() == before)
         assert gone() is None
         assert era.live_futures() == before
     finally:
