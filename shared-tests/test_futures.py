@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import warnings
 import weakref
 
 import pytest
@@ -141,6 +143,45 @@ def test_needs_a_running_loop(era):
         era.drive(future)
     with pytest.raises(RuntimeError, match="event loop"):
         era.sleep(0).send(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_has_no_running_loop(era):
+    """In a child forked while a loop runs, asyncio sees no running loop (3.7-3.11 by
+    comparing the process id, 3.12+ through an at-fork hook), and neither does the
+    bridge, whose record of the running loop (3.7-3.11) is forgotten at the fork."""
+
+    async def main():
+        assert await era.sleep(0, "before") == "before"  # the running loop, recorded
+        with warnings.catch_warnings():
+            # 3.12+: "This process is multi-threaded, use of fork() may lead to deadlocks"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: report through the exit status, never return
+            status = 8  # unless the checks below finish
+            try:
+                try:
+                    asyncio.get_running_loop()
+                    status |= 1
+                except RuntimeError:
+                    pass
+                try:
+                    era.sleep(0).send(None)
+                    status |= 2
+                except RuntimeError as error:
+                    if "event loop" not in str(error):
+                        status |= 4
+                status &= ~8
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        # The parent's loop is still its running loop.
+        assert await era.sleep(0, "after") == "after"
+        return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+
+    # 1: asyncio saw a loop, 2: the bridge did, 4: another error, 8: the checks did
+    # not finish, negative: the child died of that signal.
+    assert run(main) == 0
 
 
 def test_awaited_twice(era):

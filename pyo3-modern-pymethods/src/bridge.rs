@@ -43,7 +43,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -596,6 +596,8 @@ fn loop_waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWaker>> {
 struct GetRunningLoop {
     function: Py<PyAny>,
     direct: Option<(pyo3::ffi::PyCFunction, usize)>,
+    /// Where asyncio's answer costs a system call (3.9–3.11): see [`LoopHolder`].
+    holder: Option<LoopHolder>,
 }
 
 /// The running event loop of this thread, or the error that says there is none.
@@ -603,11 +605,17 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<GetRunningLoop> = PyOnceLock::new();
     let get = GET_RUNNING_LOOP.get_or_try_init(py, || {
         let function = py.import("asyncio.events")?.getattr("_get_running_loop")?;
+        let direct = c_function_without_arguments(&function);
         Ok::<_, PyErr>(GetRunningLoop {
-            direct: c_function_without_arguments(&function),
+            holder: LoopHolder::new(py, direct.is_some())?,
+            direct,
             function: function.unbind(),
         })
     })?;
+    if let Some(event_loop) = get.holder.as_ref().and_then(|holder| holder.remembered(py)) {
+        return Ok(event_loop);
+    }
+    let forks = LoopHolder::forks();
     let event_loop = match get.direct {
         // SAFETY: attached; `function` and `module` are what CPython's own call of the
         // builtin passes to a `METH_NOARGS` function (its module, and NULL); the module is
@@ -623,6 +631,9 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
             "a RustFuture needs a running asyncio event loop in this thread: await it \
              inside one (under asyncio.run, say); drive() cannot wait for Rust futures",
         ));
+    }
+    if let Some(holder) = &get.holder {
+        holder.remember(&event_loop, forks);
     }
     Ok(event_loop)
 }
@@ -649,6 +660,113 @@ fn c_function_without_arguments(
     None
 }
 // ANCHOR_END: running_loop
+
+// ANCHOR: loop_holder
+/// Asyncio's answer on CPython 3.9–3.11, without its system call.
+///
+/// There, the C `_get_running_loop` calls `getpid()` on every call while a loop runs (so
+/// that a forked child sees no running loop): a system call per first step of every
+/// Rust future and every stream item, longer than a native async generator's whole step
+/// on a virtual machine. What it reads is a holder object in the thread state's dict
+/// (`__asyncio_running_event_loop__`), which `_set_running_loop` replaces each time a
+/// loop starts or stops running in the thread, and whose loop never changes. So while
+/// that dict still holds the holder asyncio answered from last time, and the process has
+/// not forked since, the answer is the same loop. 3.12 dropped both the `getpid()` call
+/// and the holder; there, on PyPy and without the C accelerator, this is never made.
+struct LoopHolder {
+    /// The thread state dict's key.
+    key: Py<PyString>,
+}
+
+/// The last answer of this thread: the holder (a strong reference, so that no other
+/// object can take its address while it is compared), its loop, and [`FORKS`] then. Kept
+/// until the thread's next new answer, like [`CURRENT`].
+struct Remembered {
+    holder: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    forks: usize,
+}
+
+thread_local! {
+    static REMEMBERED: RefCell<Option<Remembered>> = const { RefCell::new(None) };
+}
+
+/// How many times the process forked, counted in the child (a `pthread_atfork` handler,
+/// run by every `fork()`, `os.fork()` or not), so no loop remembered before a fork is
+/// the answer after it.
+static FORKS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+impl LoopHolder {
+    /// `Some` on CPython before 3.12 when `_get_running_loop` is the C function, and once
+    /// the fork handler is registered.
+    fn new(py: Python<'_>, c_function: bool) -> PyResult<Option<Self>> {
+        if cfg!(PyPy) || !c_function || py.version_info() >= (3, 12) {
+            return Ok(None);
+        }
+        static AT_FORK: OnceLock<bool> = OnceLock::new();
+        // SAFETY: registers a handler for the child only, which bumps an atomic counter:
+        // async-signal-safe, and it cannot panic (no unwinding out of `extern "C"`).
+        let registered = *AT_FORK
+            .get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(count_fork)) } == 0);
+        Ok(registered.then(|| LoopHolder {
+            key: PyString::intern(py, "__asyncio_running_event_loop__").unbind(),
+        }))
+    }
+
+    fn forks() -> usize {
+        FORKS.load(Ordering::Relaxed)
+    }
+
+    /// The holder the thread state's dict has now (borrowed), or null.
+    fn current(&self, py: Python<'_>) -> *mut pyo3::ffi::PyObject {
+        let _ = py;
+        // SAFETY: attached; `PyThreadState_GetDict` returns this thread's dict (borrowed)
+        // or NULL with no error set, and `PyDict_GetItem` a borrowed reference or NULL,
+        // never leaving an error set; the key is a live `str`.
+        unsafe {
+            let dict = pyo3::ffi::PyThreadState_GetDict();
+            if dict.is_null() {
+                return std::ptr::null_mut();
+            }
+            pyo3::ffi::PyDict_GetItem(dict, self.key.as_ptr())
+        }
+    }
+
+    /// The loop asyncio would answer, when it is the one remembered.
+    fn remembered<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let holder = self.current(py);
+        REMEMBERED.with_borrow(|remembered| match remembered {
+            Some(last) if last.holder.as_ptr() == holder && last.forks == LoopHolder::forks() => {
+                Some(last.event_loop.bind(py).clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// Remembers `event_loop`, asyncio's answer, made when the process had forked
+    /// `forks` times.
+    fn remember(&self, event_loop: &Bound<'_, PyAny>, forks: usize) {
+        let py = event_loop.py();
+        let holder = self.current(py);
+        if holder.is_null() {
+            return;
+        }
+        let new = Remembered {
+            // SAFETY: attached; `holder` is the dict's live (borrowed) reference, of
+            // which this takes a new one.
+            holder: unsafe { Bound::from_borrowed_ptr(py, holder) }.unbind(),
+            event_loop: event_loop.clone().unbind(),
+            forks,
+        };
+        let last = REMEMBERED.with_borrow_mut(|remembered| remembered.replace(new));
+        drop(last); // outside the borrow: releasing a loop may run Python code
+    }
+}
+// ANCHOR_END: loop_holder
 
 // ANCHOR: class
 /// A Rust future, awaitable from asyncio.
