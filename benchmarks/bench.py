@@ -143,6 +143,14 @@ def create_tasks(factory, n):
 
 # --- 4. Rust futures: the three bridges on the same futures -----------------------
 
+# The compiled functions of the modern crate's `baselines._bench` that await the same
+# woken future through each bridge, and the name of the bridge.
+THREE_BRIDGES = [
+    ("woken_bridge", "bridge"),
+    ("woken_async_fn", "PyO3 async fn"),
+    ("woken_future_into_py", "future_into_py"),
+]
+
 
 async def awaiter(factory, argument):
     """The awaiting coroutine of every gathered future: each one is awaited by its own
@@ -435,11 +443,7 @@ def benchmarks(eras, short: bool) -> list[Case]:
         group = f"a future woken by a tokio task (oneshot), {shape}"
         add(group, native, None, count, make(in_executor(time.time_ns), count), None)
         if bench is not None:
-            for function, bridge in [
-                ("woken_bridge", "bridge"),
-                ("woken_async_fn", "PyO3 async fn"),
-                ("woken_future_into_py", "future_into_py"),
-            ]:
+            for function, bridge in THREE_BRIDGES:
                 add(
                     group,
                     f"{MODERN}.baselines._bench.{function}(0) ({bridge})",
@@ -469,11 +473,7 @@ def benchmarks(eras, short: bool) -> list[Case]:
                     name,
                 )
         if bench is not None:
-            for function, bridge in [
-                ("woken_bridge", "bridge"),
-                ("woken_async_fn", "PyO3 async fn"),
-                ("woken_future_into_py", "future_into_py"),
-            ]:
+            for function, bridge in THREE_BRIDGES:
                 add(
                     group,
                     f"{MODERN}.baselines._bench.{function}(0.001) ({bridge})",
@@ -618,11 +618,7 @@ def load_factories(eras) -> dict[str, tuple[str | None, Callable[[float], Any], 
     modern = eras.get(MODERN)
     bench = getattr(getattr(modern, "baselines", None), "_bench", None)
     if bench is not None:
-        for function, bridge in [
-            ("woken_bridge", "bridge"),
-            ("woken_async_fn", "PyO3 async fn"),
-            ("woken_future_into_py", "future_into_py"),
-        ]:
+        for function, bridge in THREE_BRIDGES:
             rows[f"{MODERN}.baselines._bench.{function}(delay) ({bridge})"] = (
                 MODERN,
                 getattr(bench, function),

@@ -36,8 +36,36 @@ def uvloop_factory():
     return uvloop.new_event_loop
 
 
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    """A selector loop with the answer of Windows' Proactor loop to ``add_reader``
+    (``NotImplementedError``, as every ``asyncio.AbstractEventLoop`` method a loop does
+    not implement raises), on which the bridge falls back to ``call_soon_threadsafe``.
+    Counts the ``add_reader`` calls and the bridge's ``call_soon_threadsafe`` calls (the
+    callable is its ``WakeReader``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_reader_calls = 0
+        self.wake_calls = 0
+
+    def add_reader(self, fd, callback, *args):
+        self.add_reader_calls += 1
+        raise NotImplementedError
+
+    def remove_reader(self, fd):
+        raise NotImplementedError
+
+    def call_soon_threadsafe(self, callback, *args, **kwargs):
+        if type(callback).__name__ == "WakeReader":
+            self.wake_calls += 1  # several threads: a lost count only undercounts
+        return super().call_soon_threadsafe(callback, *args, **kwargs)
+
+
 def loop_factory_for(kind):
-    """The ``loop_factory`` of ``run`` for ``"asyncio"`` or ``"uvloop"``."""
+    """The ``loop_factory`` of ``run`` for ``"asyncio"``, ``"uvloop"`` or ``"no
+    add_reader"`` (a ``NoReaderLoop``)."""
+    if kind == "no add_reader":
+        return NoReaderLoop
     return None if kind == "asyncio" else uvloop_factory()
 
 

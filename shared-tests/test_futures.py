@@ -17,7 +17,13 @@ import weakref
 
 import pytest
 
-from async_helpers import collect_until, forget_the_last_loop, run, tasks_left_waiting
+from async_helpers import (
+    collect_until,
+    forget_the_last_loop,
+    loop_factory_for,
+    run,
+    tasks_left_waiting,
+)
 
 # Part of the core that the *-valgrind tox environments run under memcheck (not the tests
 # marked slow).
@@ -26,14 +32,9 @@ pytestmark = pytest.mark.valgrind
 PRIMES_BELOW_20M = 1_270_607
 
 
-def uvloop_factory():
-    uvloop = pytest.importorskip("uvloop", reason="uvloop does not install on this Python")
-    return uvloop.new_event_loop
-
-
 @pytest.fixture(params=["asyncio", "uvloop"])
 def loop_factory(request):
-    return None if request.param == "asyncio" else uvloop_factory()
+    return loop_factory_for(request.param)
 
 
 def test_sleep_returns_value_in_completion_order(era, loop_factory):
@@ -104,6 +105,7 @@ def test_event_loop_keeps_ticking_during_count(era, loop_factory):
     # ANCHOR_END: ticking
 
 
+@pytest.mark.parametrize("loop_factory", ["asyncio", "uvloop", "no add_reader"], indirect=True)
 # ANCHOR: cancellation
 def test_cancellation_drops_the_future_at_once(era, loop_factory):
     before = era.live_futures()

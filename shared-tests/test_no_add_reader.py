@@ -6,8 +6,9 @@ raises ``NotImplementedError``, as every ``asyncio.AbstractEventLoop`` method a 
 not implement does. On such a loop the bridge falls back to
 ``loop.call_soon_threadsafe``, once per batch of completions. These tests run the
 futures, the streams and the semaphore on a selector loop whose ``add_reader`` and
-``remove_reader`` raise ``NotImplementedError``, as the Proactor loop's do, and check
-that the fallback is what ran.
+``remove_reader`` raise ``NotImplementedError``, as the Proactor loop's do
+(``async_helpers.NoReaderLoop``), and check that the fallback is what ran; the
+cancellation test of ``test_futures`` runs on that loop too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import weakref
 import pytest
 
 from async_helpers import (
+    NoReaderLoop,
     collect_until,
     eventually,
     forget_the_last_loop,
@@ -33,28 +35,6 @@ from async_helpers import (
 pytestmark = pytest.mark.valgrind
 
 PRIMES_BELOW_20M = 1_270_607
-
-
-class NoReaderLoop(asyncio.SelectorEventLoop):
-    """A selector loop with the Proactor loop's answer to ``add_reader``. Counts the
-    bridge's ``call_soon_threadsafe`` calls (the callable is its ``WakeReader``)."""
-
-    def __init__(self):
-        super().__init__()
-        self.add_reader_calls = 0
-        self.wake_calls = 0
-
-    def add_reader(self, fd, callback, *args):
-        self.add_reader_calls += 1
-        raise NotImplementedError
-
-    def remove_reader(self, fd):
-        raise NotImplementedError
-
-    def call_soon_threadsafe(self, callback, *args, **kwargs):
-        if type(callback).__name__ == "WakeReader":
-            self.wake_calls += 1  # several threads: a lost count only undercounts
-        return super().call_soon_threadsafe(callback, *args, **kwargs)
 
 
 def run_without_reader(coro_factory):
@@ -104,23 +84,6 @@ def test_count_primes_woken_from_a_worker_thread(era):
     result, loop = run_without_reader(main)
     assert result == [PRIMES_BELOW_20M, 4]
     assert_fell_back(loop)
-
-
-def test_cancellation_drops_the_future(era):
-    before = era.live_futures()
-
-    async def main():
-        task = asyncio.ensure_future(era.sleep(60))
-        await asyncio.sleep(0.01)
-        assert era.live_futures() == before + 1
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return era.live_futures()
-
-    during, loop = run_without_reader(main)
-    assert during == before
-    assert loop.add_reader_calls == 1
 
 
 def test_streams(era):

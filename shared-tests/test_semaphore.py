@@ -27,6 +27,16 @@ def asyncio_semaphore(value):
     return asyncio.BoundedSemaphore(value)
 
 
+def on_both(scenario, make_ours, value):
+    """``asyncio.run(scenario(make))`` twice, each in a loop of its own: with ``make``
+    giving ours (``make_ours()``), then ``asyncio.BoundedSemaphore(value)``; the two
+    results, ours first."""
+    return (
+        asyncio.run(scenario(make_ours)),
+        asyncio.run(scenario(lambda: asyncio_semaphore(value))),
+    )
+
+
 def asyncio_too_many_message():
     """What ``asyncio.BoundedSemaphore`` says when released too often, on this Python."""
 
@@ -119,8 +129,7 @@ def test_acquire_release_locked(era):
         return states
 
     expected = [False, True, False, True, True, None, False, None, False]
-    assert asyncio.run(scenario(lambda: era.Semaphore(2))) == expected
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(2))) == expected
+    assert on_both(scenario, lambda: era.Semaphore(2), 2) == (expected, expected)
 
 
 @pytest.mark.valgrind
@@ -153,8 +162,8 @@ def test_async_with_gives_none_and_releases(era):
             inside = sem.locked()
         return entered, inside, sem.locked()
 
-    assert asyncio.run(scenario(lambda: era.Semaphore(1))) == (None, True, False)
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) == (None, True, False)
+    expected = (None, True, False)
+    assert on_both(scenario, lambda: era.Semaphore(1), 1) == (expected, expected)
 
 
 @pytest.mark.valgrind
@@ -169,8 +178,8 @@ def test_exception_in_async_with_propagates_unchanged(era):
             return caught is error, caught.__traceback__ is not None, sem.locked()
         return "swallowed"
 
-    assert asyncio.run(scenario(lambda: era.Semaphore(1))) == (True, True, False)
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) == (True, True, False)
+    expected = (True, True, False)
+    assert on_both(scenario, lambda: era.Semaphore(1), 1) == (expected, expected)
 
 
 @pytest.mark.valgrind
@@ -215,8 +224,7 @@ def test_waiters_are_served_first_come_first_served(era):
         return order, sem.locked()
 
     expected = (list(range(20)), False)
-    assert asyncio.run(scenario(lambda: era.Semaphore(1))) == expected
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) == expected
+    assert on_both(scenario, lambda: era.Semaphore(1), 1) == (expected, expected)
 
 
 def test_first_come_first_served_across_loops(era):
@@ -357,8 +365,7 @@ def test_cancelled_waiter_takes_no_permit(era):
         return sem.locked()
 
     sem = era.Semaphore(1)
-    assert asyncio.run(scenario(lambda: sem)) is False
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) is False
+    assert on_both(scenario, lambda: sem, 1) == (False, False)
     assert_free_permits(sem, 1)
 
 
@@ -386,8 +393,8 @@ def test_cancelled_inside_async_with_releases(era):
         return held, got, sem.locked()
 
     sem = era.Semaphore(1)
-    assert asyncio.run(scenario(lambda: sem)) == (True, True, False)
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) == (True, True, False)
+    expected = (True, True, False)
+    assert on_both(scenario, lambda: sem, 1) == (expected, expected)
     assert_free_permits(sem, 1)
 
 
@@ -418,8 +425,8 @@ def test_cancelled_just_after_the_grant_passes_the_permit_on(era):
         return got, locked, sem.locked()
 
     sem = era.Semaphore(1)
-    ours = asyncio.run(scenario(lambda: sem))
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) == (True, True, False)
+    ours, theirs = on_both(scenario, lambda: sem, 1)
+    assert theirs == (True, True, False)
     if ours is None:
         pytest.skip("the Task never waited on a future that was done before it resumed")
     assert ours == (True, True, False)
@@ -437,8 +444,7 @@ def test_wait_for_timeout_takes_no_permit(era):
         return sem.locked()
 
     sem = era.Semaphore(1)
-    assert asyncio.run(scenario(lambda: sem)) is False
-    assert asyncio.run(scenario(lambda: asyncio_semaphore(1))) is False
+    assert on_both(scenario, lambda: sem, 1) == (False, False)
     assert_free_permits(sem, 1)
 
 
