@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import gc
 import random
 import sys
 import warnings
@@ -39,6 +40,17 @@ def test_ready_returns_on_first_step(era):
     coro = era.ready("value")
     assert outcome(lambda: coro.send(None)) == ("return", "value")
     assert outcome(lambda: coro.send(None))[:3] == ("raise", RuntimeError, REUSE)
+
+
+def test_every_coroutine_is_tracked_by_the_collector(era):
+    """Also one made where an earlier one was freed (see
+    ``test_futures.test_every_awaitable_is_tracked_by_the_collector``)."""
+    for _ in range(3):
+        made = [era.ready(i) for i in range(100)] + [era.countdown(1, i) for i in range(100)]
+        assert all(gc.is_tracked(coroutine) for coroutine in made)
+        for coroutine in made:
+            coroutine.close()
+        del made
 
 
 def test_countdown_yields_none_n_times(era):

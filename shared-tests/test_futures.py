@@ -186,6 +186,21 @@ def test_a_forked_child_has_no_running_loop(era):
     assert run(main) == 0
 
 
+def test_every_awaitable_is_tracked_by_the_collector(era):
+    """A pending ``RustFuture`` is part of a cycle (its waiter holds the Task's wake-up
+    callback, the Task holds it), so each one, also one made where an earlier one was
+    freed, must be tracked by the cycle collector. PyO3 0.30.1's ``#[pyclass(freelist =
+    N)]`` hands out reused objects untracked (fixed upstream by PyO3 pull request
+    #6442): tried on these classes, the Tasks left waiting on a closed loop were never
+    freed. This keeps such a change out."""
+    for _ in range(3):
+        made = [era.sleep(0) for _ in range(100)]
+        made += [era.ticks(1, 0).__anext__() for _ in range(100)]
+        made += [era.Semaphore(1).acquire() for _ in range(100)]
+        assert all(gc.is_tracked(awaitable) for awaitable in made)
+        del made
+
+
 def test_awaited_twice(era):
     async def main():
         future = era.sleep(0, "once")
