@@ -40,7 +40,7 @@ use pyo3::{wrap_pyfunction, PyAsyncProtocol, PyObjectProtocol};
 
 use crate::bridge::{runtime, Attempted, FirstStep, RustFuture};
 use crate::protocol::{int_argument, panic_message, IntArg};
-use crate::sieve::{for_each_prime_below, MAX_BELOW};
+use crate::sieve::{Segments, MAX_BELOW};
 
 /// What every stream of this module yields: `ticks` and `primes` give non-negative ints.
 type Item = u64;
@@ -404,18 +404,15 @@ pub fn ticks(n: &PyAny, interval: f64) -> PyResult<RustStream> {
 // ANCHOR_END: ticks
 
 // ANCHOR: primes
-/// What the worker sends: a prime, or the message of its panic (no `PyErr` on a thread
-/// that never takes the GIL; see the module documentation).
-type Sent = Result<Item, String>;
-
 /// The bounded channel between the `primes` worker and its stream, built for batches:
-/// the worker hands primes over a batch at a time (one lock for up to `buffer / 4`), the
+/// the worker hands primes over as many at a time as there is room for (one lock), the
 /// consumer takes them one at a time with no thread hop. A worker that finds the buffer
-/// full watches it for up to `SPIN` (50 µs), then sleeps until the consumer has taken a
-/// quarter of it (the low-water mark), and refills it in one go. Waking it at the first
-/// free slot made the two threads trade one item and one futex call per prime; sleeping
-/// at once let a fast consumer empty the buffer before the worker was even running
-/// again. A consumer that found it empty is woken once, by the next batch.
+/// full sieves its next segment if it has not yet, then watches the buffer for up to
+/// `SPIN` (50 µs), then sleeps until the consumer has taken a quarter of it (the
+/// low-water mark), and refills it in one go. Waking it at the first free slot made the
+/// two threads trade one item and one futex call per prime; sleeping at once let a fast
+/// consumer empty the buffer before the worker was even running again. A consumer that
+/// found it empty is woken once, by the next batch.
 struct Channel {
     state: Mutex<ChannelState>,
     /// The worker waits here while the buffer is full.
@@ -431,7 +428,12 @@ struct Channel {
 struct Padded<T>(T);
 
 struct ChannelState {
-    items: VecDeque<Sent>,
+    /// Plain primes, eight to a cache line: each line the worker fills is one the
+    /// consumer's thread must fetch, and a `Result` per prime took three times as many.
+    items: VecDeque<Item>,
+    /// The message of the worker's panic (no `PyErr` on a thread that never takes the
+    /// GIL; see the module documentation): raised after the primes it sent before it.
+    failed: Option<String>,
     capacity: usize,
     /// The low-water mark: a quarter of `capacity` below it (`capacity - 1` at most).
     low: usize,
@@ -464,32 +466,35 @@ impl Stream for Primes {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut state = lock_channel(&self.channel);
-        if let Some(item) = state.items.pop_front() {
-            if state.items.len() <= state.low {
-                // Only at the mark: a store per item would bounce the cache line between
-                // this thread and a spinning worker.
-                self.channel
-                    .queued
-                    .0
-                    .store(state.items.len(), Ordering::Relaxed);
+        let Some(item) = state.items.pop_front() else {
+            if let Some(message) = state.failed.take() {
+                // Polled on the loop thread, with the GIL: the panic becomes its exception.
+                return Poll::Ready(Some(Err(PanicException::new_err(message))));
             }
-            // At the mark (for a buffer of 1: empty), the worker, if it sleeps, refills.
-            let wake_worker = state.worker_waiting && state.items.len() <= state.low;
-            if wake_worker {
-                state.worker_waiting = false;
+            if state.done {
+                return Poll::Ready(None);
             }
-            drop(state);
-            if wake_worker {
-                self.channel.space.notify_one();
-            }
-            // Polled on the loop thread, with the GIL: a panic becomes its exception here.
-            return Poll::Ready(Some(item.map_err(PanicException::new_err)));
+            state.consumer = Some(cx.waker().clone());
+            return Poll::Pending;
+        };
+        if state.items.len() <= state.low {
+            // Only at the mark: a store per item would bounce the cache line between
+            // this thread and a spinning worker.
+            self.channel
+                .queued
+                .0
+                .store(state.items.len(), Ordering::Relaxed);
         }
-        if state.done {
-            return Poll::Ready(None);
+        // At the mark (for a buffer of 1: empty), the worker, if it sleeps, refills.
+        let wake_worker = state.worker_waiting && state.items.len() <= state.low;
+        if wake_worker {
+            state.worker_waiting = false;
         }
-        state.consumer = Some(cx.waker().clone());
-        Poll::Pending
+        drop(state);
+        if wake_worker {
+            self.channel.space.notify_one();
+        }
+        Poll::Ready(Some(Ok(item)))
     }
 }
 
@@ -511,53 +516,79 @@ const SPIN: Duration = Duration::from_micros(50);
 struct Sender(Arc<Channel>);
 
 impl Sender {
-    /// Hands over every item of `batch` (emptying it), under one lock for as many as
-    /// fit, waiting while the buffer is full; `Break` if the stream is gone.
-    fn send_all(&self, batch: &mut Vec<Sent>, produced: &AtomicU64) -> ControlFlow<()> {
-        let mut items = batch.drain(..);
-        while items.len() > 0 {
-            let mut state = lock_channel(&self.0);
-            let mut spun = false;
-            while state.items.len() >= state.capacity && !state.dropped {
-                if !spun {
-                    // Full: watch the buffer for a short while before sleeping, so a
-                    // consumer that keeps taking finds it refilled without waiting for
-                    // this thread to be woken (which takes longer than the buffer lasts).
-                    spun = true;
-                    let low = state.low;
-                    drop(state);
-                    let deadline = std::time::Instant::now() + SPIN;
-                    while self.0.queued.0.load(Ordering::Relaxed) > low
-                        && std::time::Instant::now() < deadline
-                    {
-                        std::hint::spin_loop();
-                    }
-                    state = lock_channel(&self.0);
-                    continue;
-                }
-                state.worker_waiting = true;
-                state = self
-                    .0
-                    .space
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-            if state.dropped {
-                return ControlFlow::Break(());
-            }
-            let room = state.capacity - state.items.len();
-            let before = state.items.len();
-            state.items.extend(items.by_ref().take(room));
-            self.0.queued.0.store(state.items.len(), Ordering::Relaxed);
-            let sent = (state.items.len() - before) as u64;
-            let consumer = state.consumer.take();
-            drop(state);
-            produced.fetch_add(sent, Ordering::SeqCst);
-            if let Some(consumer) = consumer {
-                consumer.wake();
-            }
+    /// Hands over as many of `items` as fit, under one lock, without waiting: how many it
+    /// took, or `Break` if the stream is gone.
+    fn offer(&self, items: &[Item], produced: &AtomicU64) -> ControlFlow<(), usize> {
+        let mut state = lock_channel(&self.0);
+        if state.dropped {
+            return ControlFlow::Break(());
         }
-        ControlFlow::Continue(())
+        let taken = (state.capacity - state.items.len()).min(items.len());
+        if taken == 0 {
+            return ControlFlow::Continue(0);
+        }
+        state.items.extend(&items[..taken]);
+        self.0.queued.0.store(state.items.len(), Ordering::Relaxed);
+        let consumer = state.consumer.take();
+        drop(state);
+        produced.fetch_add(taken as u64, Ordering::SeqCst);
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
+        ControlFlow::Continue(taken)
+    }
+
+    /// Waits while the buffer is full; `Break` if the stream is gone.
+    fn wait_for_room(&self) -> ControlFlow<()> {
+        let mut state = lock_channel(&self.0);
+        let mut spun = false;
+        while state.items.len() >= state.capacity && !state.dropped {
+            if !spun {
+                // Full: watch the buffer for a short while before sleeping, so a consumer
+                // that keeps taking finds it refilled without waiting for this thread to
+                // be woken (which takes longer than the buffer lasts).
+                spun = true;
+                let low = state.low;
+                drop(state);
+                let deadline = std::time::Instant::now() + SPIN;
+                while self.0.queued.0.load(Ordering::Relaxed) > low
+                    && std::time::Instant::now() < deadline
+                {
+                    std::hint::spin_loop();
+                }
+                state = lock_channel(&self.0);
+                continue;
+            }
+            state.worker_waiting = true;
+            state = self
+                .0
+                .space
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if state.dropped {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+impl Sender {
+    /// Ends the stream with the message of the worker's panic, raised once the primes
+    /// sent before it are taken.
+    fn fail(&self, message: String, produced: &AtomicU64) {
+        let mut state = lock_channel(&self.0);
+        if state.dropped {
+            return;
+        }
+        state.failed = Some(message);
+        let consumer = state.consumer.take();
+        drop(state);
+        produced.fetch_add(1, Ordering::SeqCst);
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
     }
 }
 
@@ -583,26 +614,53 @@ impl Drop for StopOnDrop {
 }
 
 /// The worker: sieves on its own thread, never touching Python (so never holding the
-/// GIL), and sends each prime through the channel, waiting while it is full: it is never
-/// more than the channel's capacity ahead of the consumer.
+/// interpreter lock), and sends each prime through the channel, waiting while it is
+/// full: it is never more than the channel's capacity ahead of the consumer (it keeps
+/// at most the primes of two segments of its own: the one it is sending, and the next).
 fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
-    let capacity = lock_channel(&sender.0).capacity;
-    let batch_size = (capacity / 4).clamp(1, 256); // primes handed over under one lock
-    let mut batch = Vec::with_capacity(batch_size);
     let sieved = catch_unwind(AssertUnwindSafe(|| {
-        let sieved = for_each_prime_below(n, stop, |prime| {
-            batch.push(Ok(prime));
-            if batch.len() < batch_size {
-                return ControlFlow::Continue(());
+        let mut segments = Segments::new(n);
+        // Sieves the next segment into `primes`; false if there is none, or if the stream
+        // was stopped.
+        let mut sieve = |primes: &mut Vec<Item>| {
+            primes.clear();
+            if segments.is_done() || stop.load(Ordering::Relaxed) {
+                return false;
             }
-            sender.send_all(&mut batch, produced) // `Break`: the stream was dropped
-        });
-        if sieved.is_continue() {
-            let _ = sender.send_all(&mut batch, produced);
+            primes.extend(segments.sieve_next());
+            true
+        };
+        // The segment being handed over (from `at`), and the next one when it was
+        // sieved while the buffer was full: the consumer does not wait for a segment
+        // to be sieved once the one before it is taken.
+        let (mut current, mut next, mut next_ready, mut at) = (Vec::new(), Vec::new(), false, 0);
+        loop {
+            if at == current.len() {
+                if next_ready {
+                    std::mem::swap(&mut current, &mut next);
+                    next_ready = false;
+                } else if !sieve(&mut current) {
+                    return;
+                }
+                at = 0;
+                continue;
+            }
+            match sender.offer(&current[at..], produced) {
+                ControlFlow::Break(()) => return, // the stream was dropped
+                ControlFlow::Continue(taken) => at += taken,
+            }
+            if at < current.len() {
+                // Full: the next segment first, if it is not sieved yet; then wait.
+                if !next_ready && sieve(&mut next) {
+                    next_ready = true;
+                } else if sender.wait_for_room().is_break() {
+                    return;
+                }
+            }
         }
     }));
     if let Err(payload) = sieved {
-        let _ = sender.send_all(&mut vec![Err(panic_message(payload))], produced);
+        sender.fail(panic_message(payload), produced);
     }
 }
 
@@ -633,6 +691,7 @@ pub fn primes(n: &PyAny, buffer: IntArg) -> PyResult<RustStream> {
     let channel = Arc::new(Channel {
         state: Mutex::new(ChannelState {
             items: VecDeque::new(),
+            failed: None,
             capacity,
             low: capacity - (capacity / 4).max(1),
             worker_waiting: false,

@@ -11,6 +11,73 @@ pub(crate) const MAX_BELOW: u64 = 1 << 40;
 /// The numbers sieved at a time: one segment takes well under a millisecond.
 const SEGMENT: u64 = 1 << 15;
 
+// ANCHOR: segments
+/// The primes below `n`, sieved one segment at a time, on demand.
+pub(crate) struct Segments {
+    n: u64,
+    /// The primes up to √n: they strike out the composites of a segment.
+    base: Vec<u64>,
+    /// The composites of the segment sieved last, from `low - SEGMENT`.
+    composite: Vec<bool>,
+    /// Where the next segment starts.
+    low: u64,
+}
+
+impl Segments {
+    pub(crate) fn new(n: u64) -> Self {
+        if n < 3 {
+            return Segments {
+                n,
+                base: Vec::new(),
+                composite: Vec::new(),
+                low: n,
+            };
+        }
+        // The primes up to √n, by a plain sieve.
+        let root = (n as f64).sqrt() as u64 + 1;
+        let mut composite = vec![false; root as usize + 1];
+        let mut base = Vec::new();
+        for i in 2..=root {
+            if !composite[i as usize] {
+                base.push(i);
+                let mut j = i * i;
+                while j <= root {
+                    composite[j as usize] = true;
+                    j += i;
+                }
+            }
+        }
+        Segments {
+            n,
+            base,
+            composite: vec![false; SEGMENT as usize],
+            low: 0,
+        }
+    }
+
+    /// Every segment was sieved.
+    pub(crate) fn is_done(&self) -> bool {
+        self.low >= self.n
+    }
+
+    /// Sieves the next segment: its primes in increasing order (none once `is_done`).
+    pub(crate) fn sieve_next(&mut self) -> impl Iterator<Item = u64> + '_ {
+        let (low, high) = (self.low, (self.low + SEGMENT).min(self.n));
+        self.low = high.max(low);
+        let composite = &mut self.composite;
+        composite.iter_mut().for_each(|c| *c = false);
+        for &p in self.base.iter().take_while(|&&p| p * p < high) {
+            let mut multiple = (low.div_ceil(p) * p).max(p * p);
+            while multiple < high {
+                composite[(multiple - low) as usize] = true;
+                multiple += p;
+            }
+        }
+        (low.max(2)..high).filter(move |&i| !composite[(i - low) as usize])
+    }
+}
+// ANCHOR_END: segments
+
 // ANCHOR: for_each_prime_below
 /// Calls `each` with every prime below `n`, in increasing order, one segment at a time.
 ///
@@ -22,44 +89,12 @@ pub(crate) fn for_each_prime_below(
     cancelled: &AtomicBool,
     mut each: impl FnMut(u64) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
-    if n < 3 {
-        return ControlFlow::Continue(());
-    }
-    // The primes up to √n, by a plain sieve: they strike out the composites of a segment.
-    let root = (n as f64).sqrt() as u64 + 1;
-    let mut composite = vec![false; root as usize + 1];
-    let mut base = Vec::new();
-    for i in 2..=root {
-        if !composite[i as usize] {
-            base.push(i);
-            let mut j = i * i;
-            while j <= root {
-                composite[j as usize] = true;
-                j += i;
-            }
-        }
-    }
-    let mut sieve = vec![false; SEGMENT as usize];
-    let mut low = 0;
-    while low < n {
+    let mut segments = Segments::new(n);
+    while !segments.is_done() {
         if cancelled.load(Ordering::Relaxed) {
             return ControlFlow::Break(());
         }
-        let high = (low + SEGMENT).min(n);
-        sieve.iter_mut().for_each(|c| *c = false);
-        for &p in base.iter().take_while(|&&p| p * p < high) {
-            let mut multiple = (low.div_ceil(p) * p).max(p * p);
-            while multiple < high {
-                sieve[(multiple - low) as usize] = true;
-                multiple += p;
-            }
-        }
-        for i in low.max(2)..high {
-            if !sieve[(i - low) as usize] {
-                each(i)?;
-            }
-        }
-        low = high;
+        segments.sieve_next().try_for_each(&mut each)?;
     }
     ControlFlow::Continue(())
 }
@@ -84,6 +119,18 @@ mod tests {
         assert_eq!(primes(3), vec![2]);
         assert_eq!(primes(30), vec![2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);
         assert_eq!(primes(1_000_000).len(), 78_498);
+    }
+
+    #[test]
+    fn segments_in_order() {
+        let mut segments = Segments::new(200_000); // several segments, the last one short
+        let mut found = Vec::new();
+        while !segments.is_done() {
+            found.extend(segments.sieve_next());
+        }
+        assert_eq!(found, primes(200_000));
+        assert_eq!(segments.sieve_next().count(), 0);
+        assert!(Segments::new(2).is_done());
     }
 
     #[test]
