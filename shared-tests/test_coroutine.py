@@ -42,6 +42,10 @@ def test_ready_returns_on_first_step(era):
     assert outcome(lambda: coro.send(None))[:3] == ("raise", RuntimeError, REUSE)
 
 
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython",
+    reason="gc.is_tracked is CPython's (PyPy's gc module has none)",
+)
 def test_every_coroutine_is_tracked_by_the_collector(era):
     """Also one made where an earlier one was freed (see
     ``test_futures.test_every_awaitable_is_tracked_by_the_collector``)."""

@@ -186,6 +186,10 @@ def test_a_forked_child_has_no_running_loop(era):
     assert run(main) == 0
 
 
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython",
+    reason="gc.is_tracked is CPython's (PyPy's gc module has none)",
+)
 def test_every_awaitable_is_tracked_by_the_collector(era):
     """A pending ``RustFuture`` is part of a cycle (its waiter holds the Task's wake-up
     callback, the Task holds it), so each one, also one made where an earlier one was
