@@ -607,7 +607,7 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         let function = py.import("asyncio.events")?.getattr("_get_running_loop")?;
         let direct = c_function_without_arguments(&function);
         Ok::<_, PyErr>(GetRunningLoop {
-            holder: LoopHolder::new(py, direct.is_some())?,
+            holder: LoopHolder::new(py, direct.is_some()),
             direct,
             function: function.unbind(),
         })
@@ -703,18 +703,18 @@ extern "C" fn count_fork() {
 impl LoopHolder {
     /// `Some` on CPython before 3.12 when `_get_running_loop` is the C function, and once
     /// the fork handler is registered.
-    fn new(py: Python<'_>, c_function: bool) -> PyResult<Option<Self>> {
+    fn new(py: Python<'_>, c_function: bool) -> Option<Self> {
         if cfg!(PyPy) || !c_function || py.version_info() >= (3, 12) {
-            return Ok(None);
+            return None;
         }
         static AT_FORK: OnceLock<bool> = OnceLock::new();
         // SAFETY: registers a handler for the child only, which bumps an atomic counter:
         // async-signal-safe, and it cannot panic (no unwinding out of `extern "C"`).
         let registered = *AT_FORK
             .get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(count_fork)) } == 0);
-        Ok(registered.then(|| LoopHolder {
+        registered.then(|| LoopHolder {
             key: PyString::intern(py, "__asyncio_running_event_loop__").unbind(),
-        }))
+        })
     }
 
     fn forks() -> usize {
@@ -722,8 +722,7 @@ impl LoopHolder {
     }
 
     /// The holder the thread state's dict has now (borrowed), or null.
-    fn current(&self, py: Python<'_>) -> *mut pyo3::ffi::PyObject {
-        let _ = py;
+    fn current(&self, _py: Python<'_>) -> *mut pyo3::ffi::PyObject {
         // SAFETY: attached; `PyThreadState_GetDict` returns this thread's dict (borrowed)
         // or NULL with no error set, and `PyDict_GetItem` a borrowed reference or NULL,
         // never leaving an error set; the key is a live `str`.
