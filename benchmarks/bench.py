@@ -84,6 +84,25 @@ async def native_ready(value):
     return value
 
 
+# The floor of the group: what no class can beat where `await` takes a value back from a
+# type that is not CPython's own generator or coroutine (the rows' names say it).
+DONE_FUTURE = "floor: an asyncio.Future already done, made once (a C awaitable, not a coroutine)"
+
+
+def done_future():
+    """A factory of one ``asyncio.Future`` whose result is set: awaiting it runs CPython's
+    own C awaitable (``Future.__await__``'s iterator) and makes nothing per await but that
+    iterator, from a free list. A class written in Rust pays at least this per ``await``,
+    and more: its object is made and freed each time, and it is entered through PyO3."""
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        future.set_result(1)
+    finally:
+        loop.close()
+    return lambda _value: future
+
+
 def await_ready(factory, n):
     async def loop():
         for _ in range(n):
@@ -285,6 +304,11 @@ def python_primes_pipeline(n: int):
     return stream
 
 
+# The ceiling of the group: one `async for` step of CPython's own async generator per
+# prime, with no sieve and no thread at all; no stream that gives one prime per
+# `__anext__` can do better.
+PRIMES_FLOOR = "floor: a native async generator yielding as many ints (no sieve)"
+
 # The number of primes below n (the ops of the `primes` rows).
 PRIMES_BELOW = {10**5: 9_592, 10**6: 78_498, 10**7: 664_579}
 
@@ -354,6 +378,8 @@ def benchmarks(eras, short: bool) -> list[Case]:
 
     group = "await of a ready value"
     add(group, "native async def", None, n_await, await_ready(native_ready, n_await), None)
+    floor = await_ready(done_future(), n_await)
+    add(group, DONE_FUTURE, "native async def", n_await, floor, None)
     for name, m in eras.items():
         add(
             group, f"{name}.ready", "native async def", n_await, await_ready(m.ready, n_await), name
@@ -511,6 +537,7 @@ def benchmarks(eras, short: bool) -> list[Case]:
     native = "Python sieve in the thread pool, through an asyncio.Queue"
     ops = PRIMES_BELOW[primes_below]
     add(group, native, None, ops, consume(python_primes_pipeline(primes_below), 0), None)
+    add(group, PRIMES_FLOOR, native, ops, consume(native_ints, ops), None)
     for name, m in eras.items():
         if hasattr(m, "primes"):
             add(
@@ -980,7 +1007,7 @@ def main() -> int:
         "eras": {name: m.PYO3_VERSION for name, m in eras.items()},
         "noisy_threshold": NOISY,
     }
-    print(machine_line(report), file=sys.stderr)
+    print("running the benchmarks (the table follows when they are done)", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
         raw_path = Path(scratch) / "pytest-benchmark.json"
         status = run_pytest_benchmark(args, raw_path)

@@ -3,16 +3,19 @@
 ``RustCoroutine`` and ``RustAwait`` get hand-filled type slots in both eras (``slots.rs``):
 ``am_await``, ``tp_iternext`` and, from CPython 3.10, ``am_send`` (which PyO3 has no
 ``#[pymethods]`` name for, and PyO3 0.12 no field for: the 0.12 crate fills it in the
-4-field table of its compat fixes). Each module lists what it installed, by address, in
-the private ``_FAST_SLOTS``; here the addresses are compared with the type objects'
-slots read with ctypes, and the slots are called the way CPython calls them.
+4-field table of its compat fixes), and ``tp_alloc`` and ``tp_free`` with free lists
+of their own (not on a free-threaded build). Each module lists what it installed, by
+address, in the private ``_FAST_SLOTS``; here the addresses are compared with the type
+objects' slots read with ctypes, and the slots are called the way CPython calls them.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import sys
+import sysconfig
 import weakref
 
 import pytest
@@ -31,6 +34,9 @@ POINTER = ctypes.sizeof(ctypes.c_void_p)
 # then tp_as_async (10) ... tp_iter (27), tp_iternext (28).
 TP_AS_ASYNC = 10 * POINTER
 TP_ITERNEXT = 28 * POINTER
+# ... tp_methods (29) ... tp_init (37), tp_alloc (38), tp_new (39), tp_free (40).
+TP_ALLOC = 38 * POINTER
+TP_FREE = 40 * POINTER
 # PyAsyncMethods: am_await, am_aiter, am_anext, then (3.10+) am_send.
 AM_AWAIT = 0
 AM_SEND = 3 * POINTER
@@ -47,6 +53,12 @@ def read_pointer(address: int) -> int:
     return ctypes.c_void_p.from_address(address).value or 0
 
 
+def has_free_lists() -> bool:
+    """Whether the classes keep freed objects (their own ``tp_alloc`` and ``tp_free``):
+    where the GIL guards the lists (not on a free-threaded build)."""
+    return not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
 def type_slots(cls) -> dict:
     methods = read_pointer(id(cls) + TP_AS_ASYNC)
     assert methods, "the type has no async methods table"
@@ -56,6 +68,9 @@ def type_slots(cls) -> dict:
     }
     if HAS_AM_SEND:
         slots["am_send"] = read_pointer(methods + AM_SEND)
+    if has_free_lists():
+        slots["tp_alloc"] = read_pointer(id(cls) + TP_ALLOC)
+        slots["tp_free"] = read_pointer(id(cls) + TP_FREE)
     return slots
 
 
@@ -69,6 +84,8 @@ def make(era, name: str, value="value"):
 @pytest.mark.parametrize("name", CLASSES)
 def test_every_slot_is_claimed(era, name):
     expected = {"tp_iternext", "am_await"} | ({"am_send"} if HAS_AM_SEND else set())
+    if has_free_lists():
+        expected |= {"tp_alloc", "tp_free"}
     assert set(fast_slots(era)[name]) == expected
 
 
@@ -77,6 +94,33 @@ def test_the_type_object_holds_the_claimed_functions(era, name):
     claimed = fast_slots(era)[name]
     assert all(address != 0 for address in claimed.values())
     assert type_slots(getattr(era, name)) == claimed
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_a_reused_object_starts_afresh(era, name):
+    """The free lists hand out the last object freed: made in the same place, the next
+    one is a new object all the same (tracked by the collector, unstarted, its own
+    value), and a finished one in the list keeps nothing alive."""
+    kept = Kept()
+    first = make(era, name, kept)
+    assert next(first) is None
+    with pytest.raises(StopIteration):
+        next(first)
+    address, watched = id(first), weakref.ref(kept)
+    del first, kept
+    assert watched() is None
+    second = make(era, name, "second")
+    if has_free_lists():
+        assert id(second) == address
+    assert gc.is_tracked(second)
+    assert next(second) is None
+    with pytest.raises(StopIteration) as stop:
+        next(second)
+    assert stop.value.value == "second"
+
+
+class Kept:
+    """A value whose freeing can be watched."""
 
 
 @pytest.mark.parametrize("name", CLASSES)

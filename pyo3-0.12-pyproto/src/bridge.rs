@@ -1029,6 +1029,8 @@ impl RustFuture {
 /// The hand-filled slots (`slots.rs`): `await` steps a `RustFuture` with no PyO3 slot
 /// wrapper, and a returned value leaves as a generator's does.
 impl Stepped for RustFuture {
+    crate::slots::free_list!();
+
     fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step> {
         begin(slf)?.step(slf.py(), sent)
     }

@@ -191,6 +191,8 @@ impl PyGCProtocol for RustCoroutine {
 // ANCHOR: fast_step
 /// The step the hand-filled slots (`crate::slots`) call: the same as `send`'s.
 impl Stepped for RustCoroutine {
+    crate::slots::free_list!();
+
     fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step> {
         begin(slf)?.step(slf.py(), sent.is_none())
     }

@@ -158,6 +158,8 @@ impl RustAwait {
 /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`. The
 /// `send`/`__next__` methods and the hand-filled slots (`crate::slots`) all step here.
 impl Stepped for RustAwait {
+    crate::slots::free_list!();
+
     fn step(slf: &PyCell<Self>, value: &PyAny) -> PyResult<Step> {
         let py = slf.py();
         if !value.is_none() && Self::state(slf) == State::Created {

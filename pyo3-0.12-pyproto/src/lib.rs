@@ -121,7 +121,7 @@ fn install_slots<T: Stepped>(py: Python<'_>) -> PyResult<&PyDict> {
     }
     let table_has_am_send = repair::has_send_table::<T>(py);
     // SAFETY: `T`'s type object was made ready by `add_class_with_fixes` just before, and
-    // the module is not returned yet, so no instance has been stepped;
+    // the module is not returned yet, so no instance exists;
     // `has_send_table` checked that its `tp_as_async` is one of repair's 4-field tables.
     let installed = unsafe { slots::install::<T>(py, table_has_am_send) };
     for (slot, address) in installed {

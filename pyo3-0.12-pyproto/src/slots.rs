@@ -48,7 +48,21 @@ pub(crate) trait Stepped: PyClass {
     /// One step: what `send(sent)` does (`Step::Yield` when it suspends, `Step::Return`
     /// when it finishes).
     fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step>;
+
+    /// The class's own free list (a `static` of its impl: see [`free_list!`]).
+    fn free_list() -> &'static FreeList;
 }
+
+/// The body of [`Stepped::free_list`]: a free list of the implementing class's own.
+macro_rules! free_list {
+    () => {
+        fn free_list() -> &'static $crate::slots::FreeList {
+            static FREE_LIST: $crate::slots::FreeList = $crate::slots::FreeList::new();
+            &FREE_LIST
+        }
+    };
+}
+pub(crate) use free_list;
 // ANCHOR_END: stepped
 
 /// Runs `body`, the whole body of a slot function, with a `GILPool` for the references
@@ -282,13 +296,122 @@ unsafe extern "C" fn am_send<T: Stepped>(
 }
 // ANCHOR_END: slots
 
+// ANCHOR: free_list
+/// How many freed objects of one class are kept for the next ones (CPython keeps 80
+/// async generator `asend` objects, and asyncio 255 Future iterators).
+const FREE_LIST_SIZE: usize = 64;
+
+/// Freed objects of one class, kept whole (their memory, untracked by the collector,
+/// holding no reference) for the next object of the class, as CPython keeps its own
+/// coroutines' helper objects: making and freeing the awaitable of every `await` is part
+/// of what is left between these classes and CPython's own.
+///
+/// PyO3 0.12's `#[pyclass(freelist = N)]` would keep them too, but `tp_alloc` and
+/// `tp_free` of our own keep the two eras' classes alike: the modern crate cannot use
+/// PyO3 0.30.1's (a reused object is not tracked by the collector there). PyO3 0.12's
+/// `tp_dealloc` does not untrack the object (`PyObject_GC_Del` would), so `free` does.
+///
+/// The GIL is what guards the list: each slot runs with it held, and PyO3 0.12 predates
+/// free threading and sub-interpreters.
+pub(crate) struct FreeList {
+    objects: std::cell::UnsafeCell<[*mut ffi::PyObject; FREE_LIST_SIZE]>,
+    len: std::cell::Cell<usize>,
+}
+
+// SAFETY: the list is only touched by `alloc` and `free` below, which CPython calls with
+// the GIL held: one thread at a time. The pointers are freed objects that no other code
+// references.
+unsafe impl Sync for FreeList {}
+
+impl FreeList {
+    pub(crate) const fn new() -> Self {
+        FreeList {
+            objects: std::cell::UnsafeCell::new([ptr::null_mut(); FREE_LIST_SIZE]),
+            len: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A kept object, if there is one.
+    ///
+    /// # Safety
+    /// The GIL is held.
+    unsafe fn pop(&self) -> Option<*mut ffi::PyObject> {
+        let len = self.len.get().checked_sub(1)?;
+        self.len.set(len);
+        // SAFETY: the GIL is held, so no other reference to the array exists now.
+        unsafe { (*self.objects.get()).get(len).copied() }
+    }
+
+    /// Keeps `object`, unless the list is full (then `object` is handed back).
+    ///
+    /// # Safety
+    /// The GIL is held.
+    unsafe fn push(&self, object: *mut ffi::PyObject) -> Result<(), *mut ffi::PyObject> {
+        let len = self.len.get();
+        // SAFETY: as in `pop`.
+        let slot = unsafe { (*self.objects.get()).get_mut(len) }.ok_or(object)?;
+        *slot = object;
+        self.len.set(len + 1);
+        Ok(())
+    }
+}
+
+/// `tp_alloc`: a kept object if there is one (zeroed, its type and reference count set
+/// by `PyObject_Init`, tracked by the collector), else `PyType_GenericAlloc`'s. Nothing
+/// in it can panic.
+unsafe extern "C" fn alloc<T: Stepped>(
+    subtype: *mut ffi::PyTypeObject,
+    nitems: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls `tp_alloc` with the GIL held; `T`'s type cannot be subclassed,
+    // so `subtype` is `T`'s own (a static type: no reference to it is counted), whose
+    // instances are `tp_basicsize` bytes. A kept object is such an instance, freed and
+    // untracked: zeroing its body after the object header gives what
+    // `PyType_GenericAlloc` gives (PyO3 writes its contents next), `PyObject_Init` sets
+    // its type and reference count, and it is tracked as a new object is.
+    unsafe {
+        if nitems == 0 {
+            if let Some(object) = T::free_list().pop() {
+                let header = std::mem::size_of::<ffi::PyObject>();
+                let size = usize::try_from((*subtype).tp_basicsize).unwrap_or(header);
+                ptr::write_bytes(
+                    object.cast::<u8>().add(header),
+                    0,
+                    size.saturating_sub(header),
+                );
+                ffi::PyObject_Init(object, subtype);
+                ffi::PyObject_GC_Track(object.cast());
+                return object;
+            }
+        }
+        ffi::PyType_GenericAlloc(subtype, nitems)
+    }
+}
+
+/// `tp_free`: untracks the object and keeps it for the next one, or hands it to
+/// `PyObject_GC_Del` when the list is full. Nothing in it can panic.
+unsafe extern "C" fn free<T: Stepped>(object: *mut std::ffi::c_void) {
+    // SAFETY: PyO3 0.12's `tp_dealloc` calls `tp_free` with the GIL held, on an instance
+    // of `T` whose contents it dropped and that nothing references any more (still
+    // tracked: untracking an object twice is harmless); one that is not kept is freed
+    // as the class's inherited `tp_free` (`PyObject_GC_Del`) would free it.
+    unsafe {
+        ffi::PyObject_GC_UnTrack(object);
+        if let Err(object) = T::free_list().push(object.cast()) {
+            ffi::PyObject_GC_Del(object.cast());
+        }
+    }
+}
+// ANCHOR_END: free_list
+
 // ANCHOR: install
-/// Fills `am_await`, `tp_iternext` and (3.10+, where `T`'s async table has the field)
-/// `am_send` of `T`'s type with the functions above; returns each installed slot's name
-/// and the function's address (what `_FAST_SLOTS` lists for `T`).
+/// Fills `am_await`, `tp_iternext`, (3.10+, where `T`'s async table has the field)
+/// `am_send`, `tp_alloc` and `tp_free` of `T`'s type with the functions above; returns
+/// each installed slot's name and the function's address (what `_FAST_SLOTS` lists for
+/// `T`).
 ///
 /// # Safety
-/// `T`'s type object is ready, no instance of `T` has been stepped yet, and if
+/// `T`'s type object is ready, no instance of `T` exists yet, and if
 /// `table_has_am_send` is true, its `tp_as_async` points to a live
 /// `ffi::AsyncMethodsWithSend` (4 fields) rather than PyO3 0.12's 3-field table.
 pub(crate) unsafe fn install<T: Stepped>(
@@ -298,7 +421,8 @@ pub(crate) unsafe fn install<T: Stepped>(
     let mut installed = Vec::new();
     let type_object = T::type_object_raw(py);
     // SAFETY: the type object PyO3 made for `T` (never freed), ready, and the GIL is held,
-    // before any instance has been stepped (as the caller guarantees). `tp_as_async`, if
+    // before any instance exists (as the caller guarantees): none is freed by a `tp_free`
+    // it was not made for. `tp_as_async`, if
     // not NULL, points to an async table whose first field is `am_await`, and to a
     // 4-field one when `table_has_am_send` says so (the caller guarantees it); `am_send`
     // is written only where CPython reads it (3.10+). Replacing a filled slot with a
@@ -307,6 +431,10 @@ pub(crate) unsafe fn install<T: Stepped>(
     unsafe {
         (*type_object).tp_iternext = Some(iternext::<T>);
         installed.push(("tp_iternext", iternext::<T> as *const () as usize));
+        (*type_object).tp_alloc = Some(alloc::<T>);
+        installed.push(("tp_alloc", alloc::<T> as *const () as usize));
+        (*type_object).tp_free = Some(free::<T>);
+        installed.push(("tp_free", free::<T> as *const () as usize));
         let methods = (*type_object).tp_as_async;
         if !methods.is_null() {
             (*methods).am_await = Some(await_self);

@@ -454,6 +454,16 @@ fn lock_channel(channel: &Channel) -> MutexGuard<'_, ChannelState> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Releases the channel's lock, then wakes the consumer that found the buffer empty, if
+/// there is one (after the release: its poll takes the lock at once).
+fn wake_consumer(mut state: MutexGuard<'_, ChannelState>) {
+    let consumer = state.consumer.take();
+    drop(state);
+    if let Some(consumer) = consumer {
+        consumer.wake();
+    }
+}
+
 /// The stream of `primes`: the receiving end of the worker's channel. Dropping it stops
 /// the worker: a waiting worker is woken to stop, and the flag stops it between segments.
 struct Primes {
@@ -529,12 +539,8 @@ impl Sender {
         }
         state.items.extend(&items[..taken]);
         self.0.queued.0.store(state.items.len(), Ordering::Relaxed);
-        let consumer = state.consumer.take();
-        drop(state);
         produced.fetch_add(taken as u64, Ordering::SeqCst);
-        if let Some(consumer) = consumer {
-            consumer.wake();
-        }
+        wake_consumer(state);
         ControlFlow::Continue(taken)
     }
 
@@ -583,12 +589,8 @@ impl Sender {
             return;
         }
         state.failed = Some(message);
-        let consumer = state.consumer.take();
-        drop(state);
         produced.fetch_add(1, Ordering::SeqCst);
-        if let Some(consumer) = consumer {
-            consumer.wake();
-        }
+        wake_consumer(state);
     }
 }
 
@@ -596,11 +598,7 @@ impl Drop for Sender {
     fn drop(&mut self) {
         let mut state = lock_channel(&self.0);
         state.done = true;
-        let consumer = state.consumer.take();
-        drop(state);
-        if let Some(consumer) = consumer {
-            consumer.wake();
-        }
+        wake_consumer(state);
     }
 }
 

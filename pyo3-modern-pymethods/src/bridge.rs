@@ -1015,6 +1015,8 @@ fn release_now(py: Python<'_>, waiter: Option<Waiter>) {
 /// The hand-filled slots (`slots.rs`): `await` steps a `RustFuture` with no PyO3 method
 /// trampoline, and a returned value leaves as a generator's does.
 impl Stepped for RustFuture {
+    crate::slots::free_list!();
+
     fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
         let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
         this.step(slf.py(), sent)

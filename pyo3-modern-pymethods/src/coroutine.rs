@@ -155,6 +155,8 @@ impl RustCoroutine {
 // ANCHOR: fast_step
 /// The step the hand-filled slots (`crate::slots`) call: the same as `send`'s.
 impl Stepped for RustCoroutine {
+    crate::slots::free_list!();
+
     fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
         begin(slf)?.step(slf.py(), sent.is_none())
     }

@@ -174,6 +174,8 @@ impl RustAwait {
 /// `yield from`'s send: `next(inner)` for `None`, else `inner.send(value)`. The
 /// `send`/`__next__` methods and the hand-filled slots (`crate::slots`) all step here.
 impl Stepped for RustAwait {
+    crate::slots::free_list!();
+
     fn step<'py>(slf: &Bound<'py, Self>, value: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
         let py = slf.py();
         if !value.is_none() && Self::state(slf) == State::Created {

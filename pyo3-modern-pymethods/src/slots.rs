@@ -49,7 +49,21 @@ use crate::protocol::{self, Step};
 pub(crate) trait Stepped: PyClass {
     /// One step: what `send(sent)` does.
     fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>>;
+
+    /// The class's own free list (a `static` of its impl: see [`free_list!`]).
+    fn free_list() -> &'static FreeList;
 }
+
+/// The body of [`Stepped::free_list`]: a free list of the implementing class's own.
+macro_rules! free_list {
+    () => {
+        fn free_list() -> &'static $crate::slots::FreeList {
+            static FREE_LIST: $crate::slots::FreeList = $crate::slots::FreeList::new();
+            &FREE_LIST
+        }
+    };
+}
+pub(crate) use free_list;
 // ANCHOR_END: stepped
 
 /// Runs the body of a slot function, the whole of it: a panic does not unwind out of the
@@ -267,10 +281,123 @@ unsafe extern "C" fn am_send<T: Stepped>(
 }
 // ANCHOR_END: slots
 
+// ANCHOR: free_list
+/// How many freed objects of one class are kept for the next ones (CPython keeps 80
+/// async generator `asend` objects, and asyncio 255 Future iterators).
+const FREE_LIST_SIZE: usize = 64;
+
+/// Freed objects of one class, kept whole (their memory, untracked by the collector,
+/// holding no reference, not even to their type) for the next object of the class, as
+/// CPython keeps its own coroutines' helper objects: making and freeing the awaitable of
+/// every `await` is what is left between these classes and CPython's own.
+///
+/// PyO3's `#[pyclass(freelist = N)]` would do the same, but PyO3 0.30.1 hands a reused
+/// object out without tracking it for the cycle collector (PyO3 pull request #6442): an
+/// abandoned Task waiting on one would never be freed. These are `tp_alloc` and
+/// `tp_free` of our own, filled by `install` like the steps; a reused object is tracked
+/// as `PyType_GenericAlloc` tracks a new one.
+///
+/// Only with the GIL: the interpreter lock is what guards the list (each slot runs with
+/// the thread attached, and the module is refused in a second interpreter). On a
+/// free-threaded build (and on PyPy) nothing is installed.
+pub(crate) struct FreeList {
+    objects: std::cell::UnsafeCell<[*mut ffi::PyObject; FREE_LIST_SIZE]>,
+    len: std::cell::Cell<usize>,
+}
+
+// SAFETY: the list is only touched by `alloc` and `free` below, which CPython calls with
+// the thread attached, and which are installed only where the GIL is (not on a
+// free-threaded build): one thread at a time. The pointers are freed objects that no
+// other code references.
+unsafe impl Sync for FreeList {}
+
+impl FreeList {
+    pub(crate) const fn new() -> Self {
+        FreeList {
+            objects: std::cell::UnsafeCell::new([ptr::null_mut(); FREE_LIST_SIZE]),
+            len: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A kept object, if there is one.
+    ///
+    /// # Safety
+    /// The GIL is held (see the type's documentation).
+    unsafe fn pop(&self) -> Option<*mut ffi::PyObject> {
+        let len = self.len.get().checked_sub(1)?;
+        self.len.set(len);
+        // SAFETY: the GIL is held, so no other reference to the array exists now.
+        unsafe { (*self.objects.get()).get(len).copied() }
+    }
+
+    /// Keeps `object`, unless the list is full (then `object` is handed back).
+    ///
+    /// # Safety
+    /// The GIL is held.
+    unsafe fn push(&self, object: *mut ffi::PyObject) -> Result<(), *mut ffi::PyObject> {
+        let len = self.len.get();
+        // SAFETY: as in `pop`.
+        let slot = unsafe { (*self.objects.get()).get_mut(len) }.ok_or(object)?;
+        *slot = object;
+        self.len.set(len + 1);
+        Ok(())
+    }
+}
+
+/// `tp_alloc`: a kept object if there is one (zeroed, its type and reference count set
+/// by `PyObject_Init`, tracked by the collector), else `PyType_GenericAlloc`'s. Nothing
+/// in it can panic.
+#[cfg(not(any(PyPy, Py_GIL_DISABLED)))]
+unsafe extern "C" fn alloc<T: Stepped>(
+    subtype: *mut ffi::PyTypeObject,
+    nitems: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls `tp_alloc` attached, with the GIL (see `FreeList`); `T`'s type
+    // cannot be subclassed, so `subtype` is `T`'s own, whose instances are `tp_basicsize`
+    // bytes (no items). A kept object is such an instance, freed: zeroing its body after
+    // the object header gives what `PyType_GenericAlloc` gives (PyO3 writes its contents
+    // next), `PyObject_Init` sets its type (a new reference to it) and its reference
+    // count, and it is tracked as a new object is: it was untracked by PyO3's
+    // `tp_dealloc` before `free` kept it.
+    unsafe {
+        if nitems == 0 {
+            if let Some(object) = T::free_list().pop() {
+                let header = std::mem::size_of::<ffi::PyObject>();
+                let size = usize::try_from((*subtype).tp_basicsize).unwrap_or(header);
+                ptr::write_bytes(
+                    object.cast::<u8>().add(header),
+                    0,
+                    size.saturating_sub(header),
+                );
+                ffi::PyObject_Init(object, subtype);
+                ffi::PyObject_GC_Track(object.cast());
+                return object;
+            }
+        }
+        ffi::PyType_GenericAlloc(subtype, nitems)
+    }
+}
+
+/// `tp_free`: keeps the object for the next one, or hands it to `PyObject_GC_Del` when
+/// the list is full. Nothing in it can panic.
+#[cfg(not(any(PyPy, Py_GIL_DISABLED)))]
+unsafe extern "C" fn free<T: Stepped>(object: *mut std::ffi::c_void) {
+    // SAFETY: CPython (through PyO3's `tp_dealloc`, which untracked the object, dropped
+    // its contents and released its type) calls `tp_free` attached, with the GIL, on an
+    // instance of `T` that nothing references any more; one that is not kept is freed as
+    // the class's inherited `tp_free` (`PyObject_GC_Del`) would free it.
+    unsafe {
+        if let Err(object) = T::free_list().push(object.cast()) {
+            ffi::PyObject_GC_Del(object.cast());
+        }
+    }
+}
+// ANCHOR_END: free_list
+
 // ANCHOR: install
-/// Fills `am_await`, `tp_iternext` and (3.10+) `am_send` of `T`'s type with the
-/// functions above; returns each installed slot's name and the function's address, the
-/// entry of `T` in the module's `_FAST_SLOTS`.
+/// Fills `am_await`, `tp_iternext`, (3.10+) `am_send` and (with the GIL) `tp_alloc` and
+/// `tp_free` of `T`'s type with the functions above; returns each installed slot's name
+/// and the function's address, the entry of `T` in the module's `_FAST_SLOTS`.
 pub(crate) fn install<T: Stepped>(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     if cfg!(PyPy) {
         return Ok(PyDict::new(py)); // no effect there: see the module's documentation
@@ -287,6 +414,14 @@ pub(crate) fn install<T: Stepped>(py: Python<'_>) -> PyResult<Bound<'_, PyDict>>
     unsafe {
         (*type_object).tp_iternext = Some(iternext::<T>);
         installed.push(("tp_iternext", iternext::<T> as *const () as usize));
+        #[cfg(not(any(PyPy, Py_GIL_DISABLED)))]
+        {
+            // No instance exists yet, so none is freed by a `tp_free` it was not made for.
+            (*type_object).tp_alloc = Some(alloc::<T>);
+            installed.push(("tp_alloc", alloc::<T> as *const () as usize));
+            (*type_object).tp_free = Some(free::<T>);
+            installed.push(("tp_free", free::<T> as *const () as usize));
+        }
         let methods = (*type_object).tp_as_async;
         if !methods.is_null() {
             (*methods).am_await = Some(await_self);
