@@ -49,12 +49,12 @@ use pyo3::once_cell::GILOnceCell;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{wrap_pyfunction, AsPyPointer, PyAsyncProtocol, PyIterProtocol, PyNativeType};
-use pyo3::{PyGCProtocol, PyObjectProtocol, PyRefMut, PyTraverseError, PyVisit};
+use pyo3::{PyGCProtocol, PyObjectProtocol, PyTraverseError, PyVisit};
 
 use crate::ffi;
 use crate::protocol::{
-    already_executing, check_throw_arguments, error_is, escaping, just_started_error, panic_error,
-    reuse_error, thrown_exception, IntoMethodResult, State, Step,
+    already_executing, borrow_for_step, check_throw_arguments, error_is, escaping,
+    just_started_error, panic_error, reuse_error, thrown_exception, IntoMethodResult, State, Step,
 };
 use crate::slots::Stepped;
 use crate::wake::{TaskState, WakeQueue};
@@ -1032,15 +1032,10 @@ impl Stepped for RustFuture {
     crate::slots::free_list!();
 
     fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step> {
-        begin(slf)?.step(slf.py(), sent)
+        borrow_for_step(slf)?.step(slf.py(), sent)
     }
 }
 // ANCHOR_END: fast_step
-
-/// Borrows `slf` for a step; a second step while one runs is refused as CPython does.
-fn begin(slf: &PyCell<RustFuture>) -> PyResult<PyRefMut<'_, RustFuture>> {
-    slf.try_borrow_mut().map_err(|_| already_executing())
-}
 
 // ANCHOR: pymethods
 /// PyO3 0.12's `#[pymethods]` turns a `slf: &PyCell<Self>` receiver into an unsafe call
@@ -1057,7 +1052,9 @@ mod methods {
         #[text_signature = "($self, value, /)"]
         fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<Step> {
             let py = slf.py();
-            begin(slf)?.step(py, value)?.into_method_result(py)
+            borrow_for_step(slf)?
+                .step(py, value)?
+                .into_method_result(py)
         }
 
         /// Throwing in (a Task's `CancelledError`, say) drops the Rust future at once.
@@ -1067,7 +1064,7 @@ mod methods {
             let py = slf.py();
             check_throw_arguments(args)?;
             let thrown = thrown_exception(args)?;
-            let mut this = begin(slf)?;
+            let mut this = borrow_for_step(slf)?;
             let started = this.state.started_for_throw()?;
             this.end(py);
             Err(escaping(py, thrown, started))
@@ -1075,7 +1072,7 @@ mod methods {
 
         #[text_signature = "($self)"]
         fn close(slf: &PyCell<Self>) -> PyResult<()> {
-            begin(slf)?.end(slf.py());
+            borrow_for_step(slf)?.end(slf.py());
             Ok(())
         }
     }
@@ -1096,7 +1093,7 @@ impl PyIterProtocol for RustFuture {
 
     fn __next__(slf: &PyCell<Self>) -> PyResult<Step> {
         let py = slf.py();
-        begin(slf)?
+        borrow_for_step(slf)?
             .step(py, py.None().as_ref(py))?
             .into_method_result(py)
     }

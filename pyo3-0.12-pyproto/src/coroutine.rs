@@ -17,7 +17,6 @@ use std::cmp::Ordering;
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::pycell::PyRefMut;
 use pyo3::types::PyTuple;
 use pyo3::{
     wrap_pyfunction, PyAsyncProtocol, PyGCProtocol, PyIterProtocol, PyNativeType, PyObjectProtocol,
@@ -25,8 +24,8 @@ use pyo3::{
 };
 
 use crate::protocol::{
-    already_executing, check_throw_arguments, error_is, escaping, just_started_error, reuse_error,
-    thrown_exception, IntoMethodResult, State, Step,
+    already_executing, borrow_for_step, check_throw_arguments, error_is, escaping,
+    just_started_error, reuse_error, thrown_exception, IntoMethodResult, State, Step,
 };
 use crate::slots::Stepped;
 
@@ -89,12 +88,6 @@ impl RustCoroutine {
     }
 }
 
-/// Borrows `slf` for a step; a second step while one runs is refused as CPython does
-/// (PyO3 0.12's own `&mut self` receivers would raise `RuntimeError: Already borrowed`).
-fn begin(slf: &PyCell<RustCoroutine>) -> PyResult<PyRefMut<'_, RustCoroutine>> {
-    slf.try_borrow_mut().map_err(|_| already_executing())
-}
-
 // ANCHOR: pymethods
 /// PyO3 0.12's `#[pymethods]` turns a `slf: &PyCell<Self>` receiver into an unsafe call
 /// (`Python::from_borrowed_ptr`) outside any `unsafe` block, under the receiver's span,
@@ -111,7 +104,7 @@ mod methods {
         #[text_signature = "($self, value, /)"]
         fn send(slf: &PyCell<Self>, value: &PyAny) -> PyResult<Step> {
             let py = slf.py();
-            begin(slf)?
+            borrow_for_step(slf)?
                 .step(py, value.is_none())?
                 .into_method_result(py)
         }
@@ -124,7 +117,7 @@ mod methods {
             check_throw_arguments(args)?;
             // Normalised before borrowing: instantiating the exception runs Python code.
             let thrown = thrown_exception(args)?;
-            let mut this = begin(slf)?;
+            let mut this = borrow_for_step(slf)?;
             let started = this.state.started_for_throw()?;
             let value = this.finish();
             drop(this);
@@ -135,7 +128,7 @@ mod methods {
         /// close() -> None: finishes the coroutine (quietly if it already is).
         #[text_signature = "($self)"]
         fn close(slf: &PyCell<Self>) -> PyResult<()> {
-            let value = begin(slf)?.finish();
+            let value = borrow_for_step(slf)?.finish();
             drop(value); // after the borrow is released, as in `throw`
             Ok(())
         }
@@ -158,7 +151,7 @@ impl PyIterProtocol for RustCoroutine {
     /// `send(None)`.
     fn __next__(slf: &PyCell<Self>) -> PyResult<Step> {
         let py = slf.py();
-        begin(slf)?.step(py, true)?.into_method_result(py)
+        borrow_for_step(slf)?.step(py, true)?.into_method_result(py)
     }
 }
 
@@ -194,7 +187,7 @@ impl Stepped for RustCoroutine {
     crate::slots::free_list!();
 
     fn step(slf: &PyCell<Self>, sent: &PyAny) -> PyResult<Step> {
-        begin(slf)?.step(slf.py(), sent.is_none())
+        borrow_for_step(slf)?.step(slf.py(), sent.is_none())
     }
 }
 // ANCHOR_END: fast_step

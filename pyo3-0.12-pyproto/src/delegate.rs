@@ -24,8 +24,8 @@ use pyo3::{
 
 use crate::compat;
 use crate::protocol::{
-    already_executing, await_iter, check_throw_arguments, error_is, escaping, just_started_error,
-    reuse_error, step_iter, thrown_exception, IntoMethodResult, State, Step,
+    already_executing, await_iter, borrow_for_step, check_throw_arguments, error_is, escaping,
+    just_started_error, reuse_error, step_iter, thrown_exception, IntoMethodResult, State, Step,
 };
 use crate::slots::Stepped;
 
@@ -104,7 +104,7 @@ impl RustAwait {
     /// Enters a step: marks the coroutine running and hands out its inner iterator.
     fn begin(slf: &PyCell<Self>) -> PyResult<(State, Option<PyObject>)> {
         let py = slf.py();
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         let before = this.state;
         match before {
             State::Finished => return Err(reuse_error()),

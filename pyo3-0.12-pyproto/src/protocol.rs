@@ -81,6 +81,13 @@ pub(crate) fn already_executing() -> PyErr {
     PyValueError::new_err("coroutine already executing")
 }
 
+/// Borrows a coroutine-like object for one step; a second step while one runs (a
+/// `send` from inside the first) is refused with CPython's error, where PyO3's own
+/// `&mut self` receivers would raise `RuntimeError: Already borrowed`.
+pub(crate) fn borrow_for_step<T: pyo3::PyClass>(slf: &PyCell<T>) -> PyResult<PyRefMut<'_, T>> {
+    slf.try_borrow_mut().map_err(|_| already_executing())
+}
+
 /// How one step ended when it did not raise: `Step::Yield(value)` when it suspended,
 /// `Step::Return(value)` when it finished.
 ///

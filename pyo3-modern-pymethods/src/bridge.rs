@@ -48,8 +48,8 @@ use pyo3::IntoPyObjectExt;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::protocol::{
-    already_executing, check_throw_arguments, escaping, just_started_error, panic_error,
-    reuse_error, thrown_exception, State, Step,
+    already_executing, borrow_for_step, check_throw_arguments, escaping, just_started_error,
+    panic_error, reuse_error, thrown_exception, State, Step,
 };
 use crate::slots::Stepped;
 use crate::wake::{TaskState, WakeQueue};
@@ -1018,7 +1018,7 @@ impl Stepped for RustFuture {
     crate::slots::free_list!();
 
     fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         this.step(slf.py(), sent)
     }
 }
@@ -1037,13 +1037,13 @@ impl RustFuture {
 
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         this.step(py, py.None().bind(py))?.into_method_result()
     }
 
     #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         this.step(slf.py(), value)?.into_method_result()
     }
 
@@ -1053,14 +1053,14 @@ impl RustFuture {
         let py = slf.py();
         check_throw_arguments(args)?;
         let thrown = thrown_exception(args)?;
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         let started = this.state.started_for_throw()?;
         this.end(py);
         Err(escaping(py, thrown, started))
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         this.end(slf.py());
         Ok(())
     }

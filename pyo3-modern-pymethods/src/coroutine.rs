@@ -17,8 +17,8 @@ use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::protocol::{
-    already_executing, check_throw_arguments, escaping, just_started_error, reuse_error,
-    thrown_exception, State, Step,
+    already_executing, borrow_for_step, check_throw_arguments, escaping, just_started_error,
+    reuse_error, thrown_exception, State, Step,
 };
 use crate::slots::Stepped;
 
@@ -80,11 +80,6 @@ impl RustCoroutine {
     }
 }
 
-/// Borrows `slf` for a step; a second step while one runs is refused as CPython does.
-fn begin<'py>(slf: &Bound<'py, RustCoroutine>) -> PyResult<PyRefMut<'py, RustCoroutine>> {
-    slf.try_borrow_mut().map_err(|_| already_executing())
-}
-
 // ANCHOR: pymethods
 #[pymethods]
 impl RustCoroutine {
@@ -98,13 +93,15 @@ impl RustCoroutine {
 
     /// `send(None)`.
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        begin(slf)?.step(slf.py(), true)?.into_method_result()
+        borrow_for_step(slf)?
+            .step(slf.py(), true)?
+            .into_method_result()
     }
 
     /// send(value) -> yields None, or raises StopIteration(result) when finished.
     #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        begin(slf)?
+        borrow_for_step(slf)?
             .step(slf.py(), value.is_none())?
             .into_method_result()
     }
@@ -116,7 +113,7 @@ impl RustCoroutine {
         check_throw_arguments(args)?;
         // Normalised before borrowing: instantiating the exception runs Python code.
         let thrown = thrown_exception(args)?;
-        let mut this = begin(slf)?;
+        let mut this = borrow_for_step(slf)?;
         let started = this.state.started_for_throw()?;
         let value = this.finish();
         drop(this);
@@ -126,7 +123,7 @@ impl RustCoroutine {
 
     /// close() -> None: finishes the coroutine (quietly if it already is).
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let value = begin(slf)?.finish();
+        let value = borrow_for_step(slf)?.finish();
         drop(value); // after the borrow is released, as in `throw`
         Ok(())
     }
@@ -158,7 +155,7 @@ impl Stepped for RustCoroutine {
     crate::slots::free_list!();
 
     fn step<'py>(slf: &Bound<'py, Self>, sent: &Bound<'py, PyAny>) -> PyResult<Step<'py>> {
-        begin(slf)?.step(slf.py(), sent.is_none())
+        borrow_for_step(slf)?.step(slf.py(), sent.is_none())
     }
 }
 // ANCHOR_END: fast_step

@@ -18,8 +18,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::compat;
 use crate::protocol::{
-    already_executing, await_iter, check_throw_arguments, escaping, just_started_error,
-    panic_error, reuse_error, step_iter, thrown_exception, State, Step,
+    already_executing, await_iter, borrow_for_step, check_throw_arguments, escaping,
+    just_started_error, panic_error, reuse_error, step_iter, thrown_exception, State, Step,
 };
 use crate::slots::Stepped;
 
@@ -110,7 +110,7 @@ impl RustAwait {
 
     /// Enters a step: marks the coroutine running and hands out its inner iterator.
     fn begin<'py>(slf: &Bound<'py, Self>) -> PyResult<(State, Option<Bound<'py, PyAny>>)> {
-        let mut this = slf.try_borrow_mut().map_err(|_| already_executing())?;
+        let mut this = borrow_for_step(slf)?;
         let before = this.state;
         match before {
             State::Finished => return Err(reuse_error()),

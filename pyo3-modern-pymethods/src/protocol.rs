@@ -13,8 +13,9 @@ use pyo3::exceptions::{
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::False;
 use pyo3::types::{PyTraceback, PyTuple, PyType};
-use pyo3::Borrowed;
+use pyo3::{Borrowed, PyClass};
 
 use crate::compat;
 
@@ -67,6 +68,15 @@ pub(crate) fn just_started_error() -> PyErr {
 /// What a native coroutine raises when resumed while it is running.
 pub(crate) fn already_executing() -> PyErr {
     PyValueError::new_err("coroutine already executing")
+}
+
+/// Borrows a coroutine-like object for one step; a second step while one runs (a
+/// `send` from inside the first) is refused with CPython's error, where PyO3's own
+/// `&mut self` receivers would raise `RuntimeError: Already borrowed`.
+pub(crate) fn borrow_for_step<'py, T: PyClass<Frozen = False>>(
+    slf: &Bound<'py, T>,
+) -> PyResult<PyRefMut<'py, T>> {
+    slf.try_borrow_mut().map_err(|_| already_executing())
 }
 
 /// A Rust panic, caught at the border (a slot function, a future's poll), as the Python
