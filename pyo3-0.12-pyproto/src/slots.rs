@@ -368,7 +368,10 @@ unsafe extern "C" fn alloc<T: Stepped>(
     // instances are `tp_basicsize` bytes. A kept object is such an instance, freed and
     // untracked: zeroing its body after the object header gives what
     // `PyType_GenericAlloc` gives (PyO3 writes its contents next), `PyObject_Init` sets
-    // its type and reference count, and it is tracked as a new object is.
+    // its type and reference count, and it is tracked as a new object is. A debug build's
+    // `PyObject_GC_Track` also calls `tp_traverse` on it, to validate it: PyO3 0.12 reads
+    // the zeroed borrow flag as unused and calls `__traverse__`, which in each of these
+    // classes reads `Option` fields only (all zeroes is `None`) and so visits nothing.
     unsafe {
         if nitems == 0 {
             if let Some(object) = T::free_list().pop() {

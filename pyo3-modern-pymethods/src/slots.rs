@@ -358,7 +358,10 @@ unsafe extern "C" fn alloc<T: Stepped>(
     // the object header gives what `PyType_GenericAlloc` gives (PyO3 writes its contents
     // next), `PyObject_Init` sets its type (a new reference to it) and its reference
     // count, and it is tracked as a new object is: it was untracked by PyO3's
-    // `tp_dealloc` before `free` kept it.
+    // `tp_dealloc` before `free` kept it. A debug build's `PyObject_GC_Track` also calls
+    // `tp_traverse` on it, to validate it: PyO3 reads the zeroed borrow flag as unused and
+    // calls `__traverse__`, which in each of these classes reads `Option` fields only (all
+    // zeroes is `None`) and so visits nothing.
     unsafe {
         if nitems == 0 {
             if let Some(object) = T::free_list().pop() {
