@@ -199,6 +199,28 @@ def test_aenter_and_aexit_awaitables_give_none(era):
     asyncio.run(main())
 
 
+def test_aexit_takes_three_arguments_unless_0_12(era):
+    # `async with` always passes three. Called directly with none, asyncio's
+    # `Semaphore.__aexit__` and the modern crate raise `TypeError` (and release nothing);
+    # PyO3 0.12's `#[pyproto]` wrapper makes the trait's `Option` arguments optional, so
+    # the 0.12 crate accepts the call and releases (guide: async-iteration.md).
+    async def main():
+        sem = era.Semaphore(1)
+        await sem.__aenter__()
+        try:
+            outcome = await sem.__aexit__()
+        except TypeError as error:
+            outcome = str(error)
+        return outcome, sem.locked()
+
+    outcome, locked = asyncio.run(main())
+    if era.ERA == "pyproto":
+        assert (outcome, locked) == (None, False)
+    else:
+        assert "__aexit__() missing 3 required positional arguments" in outcome
+        assert locked
+
+
 # --- first come, first served ---------------------------------------------------------------
 
 

@@ -123,6 +123,24 @@ def test_primes_rejects_bad_arguments(era, args, error):
     assert era.live_streams() == before
 
 
+@pytest.mark.parametrize(
+    ("make", "given"),
+    [
+        (lambda era, i: era.ticks(i), -(2**70)),
+        (lambda era, i: era.primes(i), 2**64),
+        (lambda era, i: era.primes(i), -(2**64)),
+        (lambda era, i: era.primes(10, i), 2**64),
+        (lambda era, i: era.primes(10, i), -(2**64)),
+        (lambda era, i: era.primes(10, i), 0),
+    ],
+)
+def test_range_errors_name_the_int_given(era, make, given):
+    # Ints beyond 64 bits are clamped before the range check: the message must still
+    # show the caller's value, not the clamped one.
+    with pytest.raises(ValueError, match=rf"got {given}$"):
+        make(era, given)
+
+
 def test_primes_accepts_its_bounds(era):
     async def main():
         results = []

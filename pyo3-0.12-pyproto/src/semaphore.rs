@@ -116,9 +116,9 @@ mod methods {
     #[pymethods]
     impl Semaphore {
         #[new]
-        #[args(value = "IntArg(1)")]
+        #[args(value = "IntArg::of(1)")]
         fn new(value: IntArg) -> PyResult<Self> {
-            let IntArg(value) = value;
+            let value = value.value;
             if value < 0 {
                 // asyncio's wording
                 return Err(PyValueError::new_err(

@@ -380,12 +380,11 @@ impl Stream for Ticks {
 #[pyfunction(interval = "0.0")]
 #[text_signature = "(n, interval=0.0)"]
 pub fn ticks(n: &PyAny, interval: f64) -> PyResult<RustStream> {
-    let n = int_argument(n)?;
-    let end = u64::try_from(n)
+    let end = u64::try_from(int_argument(n)?)
         .map_err(|_| PyValueError::new_err(format!("ticks() needs n >= 0, got {}", n)))?;
     if !(interval.is_finite() && interval >= 0.0) {
         return Err(PyValueError::new_err(format!(
-            "ticks() needs a finite, non-negative interval, got {}",
+            "ticks() needs a finite, non-negative interval, got {:?}",
             interval
         )));
     }
@@ -664,19 +663,17 @@ fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
 
 /// A stream of the primes below `n`, found on a worker thread without the GIL, at most
 /// `buffer` primes ahead of the consumer.
-#[pyfunction(buffer = "IntArg(64)")]
+#[pyfunction(buffer = "IntArg::of(64)")]
 #[text_signature = "(n, buffer=64)"]
 pub fn primes(n: &PyAny, buffer: IntArg) -> PyResult<RustStream> {
-    let n = int_argument(n)?;
-    let IntArg(buffer) = buffer;
-    let below = u64::try_from(n)
+    let below = u64::try_from(int_argument(n)?)
         .ok()
         .filter(|&n| n <= MAX_BELOW)
         .ok_or_else(|| {
             PyValueError::new_err(format!("primes() needs 0 <= n <= 2**40, got {}", n))
         })?;
     // The bound tokio's channels have (2**61 - 1 on 64 bits), kept as the limit.
-    let capacity = usize::try_from(buffer)
+    let capacity = usize::try_from(buffer.value)
         .ok()
         .filter(|&b| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&b))
         .ok_or_else(|| {

@@ -6,6 +6,7 @@
 //! ([`await_iter`]) and stepping it once ([`step_iter`]).
 
 use std::any::Any;
+use std::fmt;
 
 use pyo3::exceptions::{
     PyBaseException, PyOverflowError, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
@@ -105,14 +106,44 @@ pub(crate) fn int_argument(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
 
 /// [`int_argument`] as an argument type: a count or size parameter with a default in its
 /// `signature`, so that an explicit `None` is a `TypeError` like any other non-int (an
-/// `Option` parameter could not tell `None` from "not given").
-pub struct IntArg(pub i64);
+/// `Option` parameter could not tell `None` from "not given"). Displayed as given, so a
+/// range error names the caller's int, not the clamped one.
+pub struct IntArg {
+    /// The int, clamped to the `i64` range.
+    pub value: i64,
+    /// The int as given, when it lies beyond that range.
+    beyond: Option<String>,
+}
+
+impl IntArg {
+    /// A default in a `signature`.
+    pub const fn of(value: i64) -> Self {
+        IntArg {
+            value,
+            beyond: None,
+        }
+    }
+}
+
+impl fmt::Display for IntArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.beyond {
+            Some(given) => f.write_str(given),
+            None => write!(f, "{}", self.value),
+        }
+    }
+}
 
 impl<'a, 'py> FromPyObject<'a, 'py> for IntArg {
     type Error = PyErr;
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        int_argument(&obj).map(IntArg)
+        let value = int_argument(&obj)?;
+        let beyond = match value {
+            i64::MIN | i64::MAX => Some(obj.str()?.to_string()),
+            _ => None,
+        };
+        Ok(IntArg { value, beyond })
     }
 }
 

@@ -111,9 +111,9 @@ fn closed() -> PyErr {
 #[pymethods]
 impl Semaphore {
     #[new]
-    #[pyo3(signature = (value = IntArg(1)), text_signature = "(value=1)")]
+    #[pyo3(signature = (value = IntArg::of(1)), text_signature = "(value=1)")]
     fn new(value: IntArg) -> PyResult<Self> {
-        let IntArg(value) = value;
+        let value = value.value;
         if value < 0 {
             // asyncio's wording
             return Err(PyValueError::new_err(

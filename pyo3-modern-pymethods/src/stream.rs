@@ -650,21 +650,21 @@ fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
 /// A stream of the primes below `n`, found on a worker thread without the interpreter
 /// lock, at most `buffer` primes ahead of the consumer.
 #[pyfunction]
-#[pyo3(signature = (n, buffer = IntArg(64)), text_signature = "(n, buffer=64)")]
+#[pyo3(signature = (n, buffer = IntArg::of(64)), text_signature = "(n, buffer=64)")]
 pub fn primes(n: &Bound<'_, PyAny>, buffer: IntArg) -> PyResult<RustStream> {
     let below = u64::try_from(int_argument(n)?)
         .ok()
         .filter(|&n| n <= MAX_BELOW)
         .ok_or_else(|| PyValueError::new_err(format!("primes() needs 0 <= n <= 2**40, got {n}")))?;
     // The bound tokio's channels have (2**61 - 1 on 64 bits), kept as the limit.
-    let capacity = usize::try_from(buffer.0)
+    let capacity = usize::try_from(buffer.value)
         .ok()
         .filter(|&b| (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&b))
         .ok_or_else(|| {
             PyValueError::new_err(format!(
                 "primes() needs 1 <= buffer <= {}, got {}",
                 tokio::sync::Semaphore::MAX_PERMITS,
-                buffer.0
+                buffer
             ))
         })?;
     let channel = Arc::new(Channel {
