@@ -244,7 +244,10 @@ def consume(make, n):
     return lambda: asyncio.run(main())
 
 
-# The segment of the sieve in `sieve.rs` (both crates): 2**15 numbers at a time.
+# The segment of the sieve in `sieve.rs` (both crates) for `count_primes`: 2**15 numbers
+# at a time. A `primes` worker starts at 2**10 (it must come back to its 64-prime buffer
+# within microseconds); here each segment costs a Python loop over the base primes, and
+# the pipeline hands over whole segments through a queue of 2, so it keeps the longer one.
 SEGMENT = 1 << 15
 
 

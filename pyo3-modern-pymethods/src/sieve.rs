@@ -11,6 +11,12 @@ pub(crate) const MAX_BELOW: u64 = 1 << 40;
 /// The numbers sieved at a time: one segment takes well under a millisecond.
 const SEGMENT: u64 = 1 << 15;
 
+/// The numbers a `primes` worker sieves at a time, at least: about 10 µs of work, less
+/// than a consumer takes to empty a quarter of the default buffer (64 primes). Sieving
+/// 2**15 at once kept the worker away from the buffer for about 200 µs per segment, and
+/// the consumer found it empty and waited each time.
+pub(crate) const STREAM_SEGMENT: u64 = 1 << 10;
+
 // ANCHOR: segments
 /// The primes below `n`, sieved one segment at a time, on demand.
 pub(crate) struct Segments {
@@ -21,16 +27,26 @@ pub(crate) struct Segments {
     composite: Vec<bool>,
     /// Where the next segment starts.
     low: u64,
+    /// The shortest segment. A shorter one than `SEGMENT` grows with √`high` up to
+    /// `SEGMENT`, so that walking the base primes costs less than striking out their
+    /// multiples.
+    segment: u64,
 }
 
 impl Segments {
     pub(crate) fn new(n: u64) -> Self {
+        Self::with_segment(n, SEGMENT)
+    }
+
+    /// The same, sieving segments of at least `segment` numbers.
+    pub(crate) fn with_segment(n: u64, segment: u64) -> Self {
         if n < 3 {
             return Segments {
                 n,
                 base: Vec::new(),
                 composite: Vec::new(),
                 low: n,
+                segment,
             };
         }
         // The primes up to √n, by a plain sieve.
@@ -50,8 +66,9 @@ impl Segments {
         Segments {
             n,
             base,
-            composite: vec![false; SEGMENT as usize],
+            composite: Vec::new(),
             low: 0,
+            segment,
         }
     }
 
@@ -62,10 +79,13 @@ impl Segments {
 
     /// Sieves the next segment: its primes in increasing order (none once `is_done`).
     pub(crate) fn sieve_next(&mut self) -> impl Iterator<Item = u64> + '_ {
-        let (low, high) = (self.low, (self.low + SEGMENT).min(self.n));
+        let low = self.low;
+        let span = self.segment.max((low + self.segment).isqrt().min(SEGMENT));
+        let high = (low + span).min(self.n);
         self.low = high.max(low);
         let composite = &mut self.composite;
-        composite.iter_mut().for_each(|c| *c = false);
+        composite.clear();
+        composite.resize(span as usize, false);
         for &p in self.base.iter().take_while(|&&p| p * p < high) {
             let mut multiple = (low.div_ceil(p) * p).max(p * p);
             while multiple < high {
@@ -131,6 +151,27 @@ mod tests {
         assert_eq!(found, primes(200_000));
         assert_eq!(segments.sieve_next().count(), 0);
         assert!(Segments::new(2).is_done());
+    }
+
+    #[test]
+    fn short_segments_grow_with_the_root() {
+        // 2**10 numbers at a time at first, √high once that is longer (past 2**20), up
+        // to 2**15 (past 2**30).
+        let n = (1 << 21) + 12_345;
+        let mut segments = Segments::with_segment(n, STREAM_SEGMENT);
+        let (mut found, mut spans) = (Vec::new(), Vec::new());
+        while !segments.is_done() {
+            let low = segments.low;
+            found.extend(segments.sieve_next());
+            spans.push(segments.low - low);
+        }
+        assert_eq!(found, primes(n));
+        assert_eq!(spans[0], STREAM_SEGMENT);
+        assert!(spans
+            .iter()
+            .rev()
+            .skip(1)
+            .any(|&span| span > STREAM_SEGMENT));
     }
 
     #[test]

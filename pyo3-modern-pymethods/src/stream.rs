@@ -33,7 +33,7 @@ use pyo3::IntoPyObjectExt;
 
 use crate::bridge::{runtime, Attempted, FirstStep, RustFuture};
 use crate::protocol::{int_argument, panic_error, IntArg};
-use crate::sieve::{Segments, MAX_BELOW};
+use crate::sieve::{Segments, MAX_BELOW, STREAM_SEGMENT};
 
 /// What every stream of this module yields: `ticks` and `primes` give non-negative ints.
 type Item = u64;
@@ -602,7 +602,7 @@ impl Drop for StopOnDrop {
 /// at most the primes of two segments of its own: the one it is sending, and the next).
 fn sieve_into(n: u64, sender: Sender, stop: &AtomicBool, produced: &AtomicU64) {
     let sieved = catch_unwind(AssertUnwindSafe(|| {
-        let mut segments = Segments::new(n);
+        let mut segments = Segments::with_segment(n, STREAM_SEGMENT);
         // Sieves the next segment into `primes`; false if there is none, or if the stream
         // was stopped.
         let mut sieve = |primes: &mut Vec<Item>| {
